@@ -1,0 +1,40 @@
+# Seqcast: `make run` trains the demo model if none exists, then serves it;
+# `make test` runs lint, type checks and the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first, pinned, so pip takes this machine's local CPU build instead of a
+# multi-GB CUDA download. On other machines add e.g. TORCH_PIP_ARGS="--index-url <PyTorch CPU index>".
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+MODEL_DIR ?= models
+DEMO_CONFIG ?= configs/demo.toml
+
+.PHONY: install demo-model run test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo-model: install
+	@if [ -n "$$(cat $(MODEL_DIR)/demo/CURRENT 2>/dev/null)" ]; then \
+		echo "demo model present: $(MODEL_DIR)/demo/$$(cat $(MODEL_DIR)/demo/CURRENT)"; \
+	else \
+		$(BIN)/seqcast train --config $(DEMO_CONFIG) --model-dir $(MODEL_DIR); \
+	fi
+
+run: demo-model
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy service
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

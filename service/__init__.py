@@ -1,0 +1,20 @@
+"""Seqcast service: serves ONNX forecast bundles over HTTP (never imports torch).
+
+``gunicorn 'service:create_app()'`` builds the app. The import is deferred so the
+bundle contract (``service.manifest``, ``service.store``) can be imported by the
+trainer without flask installed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+
+def create_app(settings: Any = None) -> Flask:
+    """Build the Flask app; see ``service.app.create_app``."""
+    from service.app import create_app as _create_app
+
+    return _create_app(settings)

@@ -1,0 +1,191 @@
+"""The bundle store on a filesystem: publish, list, read and point CURRENT.
+
+Layout::
+
+    MODEL_DIR/<name>/<version>/model.onnx
+    MODEL_DIR/<name>/<version>/manifest.json
+    MODEL_DIR/<name>/CURRENT            one line: the served version
+
+Every write goes to a hidden temporary path beside its final place, is fsynced,
+then renamed, so a reader never sees half a bundle or a CURRENT that points at
+nothing. Versions are immutable: publishing an existing version is an error.
+Standard library and pydantic only; the trainer and the service both use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from service.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, valid_name
+
+CURRENT_FILE = "CURRENT"
+_TMP_PREFIX = ".tmp-"
+
+
+class StoreError(Exception):
+    """A bundle is missing, malformed, or a write would break an invariant."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def new_version(onnx_sha256: str, now: datetime | None = None) -> str:
+    """A sortable, unique-enough version id: ``20261127T101500Z-3f2a``."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{onnx_sha256[:4]}"
+
+
+def _check_name(kind: str, text: str) -> None:
+    if not valid_name(text):
+        raise StoreError(f"invalid {kind} {text!r}: use letters, digits, '_', '-', '.'")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def publish(
+    model_dir: Path,
+    manifest: Manifest,
+    onnx_bytes: bytes,
+    extra_files: Mapping[str, bytes] | None = None,
+    make_current: bool = True,
+) -> Path:
+    """Write one bundle atomically and (by default) point CURRENT at it.
+
+    ``extra_files`` maps relative paths (e.g. ``report/loss.png``) to contents.
+    Returns the final bundle directory.
+    """
+    _check_name("model name", manifest.name)
+    _check_name("version", manifest.version)
+    if sha256_bytes(onnx_bytes) != manifest.onnx_sha256:
+        raise StoreError("manifest.onnx_sha256 does not match the model bytes")
+    model_root = Path(model_dir) / manifest.name
+    final = model_root / manifest.version
+    if final.exists():
+        raise StoreError(f"version {manifest.name}/{manifest.version} exists; versions are immutable")
+    model_root.mkdir(parents=True, exist_ok=True)
+    tmp = model_root / f"{_TMP_PREFIX}{manifest.version}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        _write_synced(tmp / MODEL_FILE, onnx_bytes)
+        for rel, data in (extra_files or {}).items():
+            target = (tmp / rel).resolve()
+            if tmp.resolve() not in target.parents:
+                raise StoreError(f"extra file {rel!r} escapes the bundle")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_synced(target, data)
+        # The manifest goes last: a directory with a manifest is complete.
+        _write_synced(tmp / MANIFEST_FILE, manifest.model_dump_json(indent=2).encode())
+        for sub in [p for p in tmp.rglob("*") if p.is_dir()] + [tmp]:
+            _fsync_dir(sub)
+        os.rename(tmp, final)
+        _fsync_dir(model_root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if make_current:
+        set_current(model_dir, manifest.name, manifest.version)
+    return final
+
+
+def set_current(model_dir: Path, name: str, version: str) -> None:
+    """Point ``CURRENT`` at an existing, readable version (write temp, rename)."""
+    _check_name("model name", name)
+    _check_name("version", version)
+    model_root = Path(model_dir) / name
+    load_manifest(model_root / version)  # refuse to point at a broken bundle
+    tmp = model_root / f"{_TMP_PREFIX}{CURRENT_FILE}-{secrets.token_hex(4)}"
+    try:
+        _write_synced(tmp, f"{version}\n".encode())
+        os.replace(tmp, model_root / CURRENT_FILE)
+        _fsync_dir(model_root)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_current(model_dir: Path, name: str) -> str | None:
+    """The version CURRENT names, or None if the model has no CURRENT."""
+    try:
+        text = (Path(model_dir) / name / CURRENT_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
+def list_models(model_dir: Path) -> list[str]:
+    """Model names that have a CURRENT or at least one version, sorted."""
+    root = Path(model_dir)
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name for p in root.iterdir() if p.is_dir() and valid_name(p.name) and list_versions(root, p.name)
+    )
+
+
+def list_versions(model_dir: Path, name: str) -> list[str]:
+    """Complete versions of one model, oldest first (versions sort by time)."""
+    root = Path(model_dir) / name
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name for p in root.iterdir() if p.is_dir() and valid_name(p.name) and (p / MANIFEST_FILE).is_file()
+    )
+
+
+def bundle_dir(model_dir: Path, name: str, version: str) -> Path:
+    _check_name("model name", name)
+    _check_name("version", version)
+    return Path(model_dir) / name / version
+
+
+def load_manifest(bundle: Path) -> Manifest:
+    """Read and validate ``manifest.json`` of a bundle directory."""
+    path = Path(bundle) / MANIFEST_FILE
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read manifest: {exc.strerror or exc}") from exc
+    try:
+        return Manifest.model_validate_json(text)
+    except ValueError as exc:
+        raise StoreError(f"{path}: invalid manifest: {exc}") from exc
+
+
+def verify_bundle(bundle: Path) -> Manifest:
+    """Load the manifest and check that model.onnx is the file it names."""
+    manifest = load_manifest(bundle)
+    onnx_path = Path(bundle) / MODEL_FILE
+    if not onnx_path.is_file():
+        raise StoreError(f"{onnx_path}: missing")
+    if sha256_file(onnx_path) != manifest.onnx_sha256:
+        raise StoreError(f"{onnx_path}: sha256 does not match the manifest")
+    if Path(bundle).name != manifest.version or Path(bundle).parent.name != manifest.name:
+        raise StoreError(f"{bundle}: directory does not match manifest name/version")
+    return manifest

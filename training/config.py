@@ -1,0 +1,150 @@
+"""One validated training config: a TOML file plus command-line overrides.
+
+The resolved config is saved in every bundle's manifest, so a retraining job can
+rebuild the same model from data, not from pickles.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service.manifest import NAME_PATTERN
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    path: Path = Field(description="CSV or Parquet file")
+    format: Literal["auto", "csv", "parquet"] = "auto"  # auto: by file extension
+    layout: Literal["wide", "long"] = "wide"  # long: one row per (series_id, timestamp)
+    timestamp: str = "timestamp"
+    series_id: str = "series_id"  # long layout only
+    # wide layout: are the target columns the features of ONE series (a trajectory's
+    # x and y) or separate univariate series that share one model?
+    columns: Literal["features", "series"] = "features"
+    targets: list[str] = Field(default_factory=list)  # empty: every numeric non-covariate column
+    covariates: list[str] = Field(default_factory=list)  # inputs only, never forecast
+    frequency: str | None = None  # pandas alias ('MS', '30min'); None: inferred
+    max_gap: int = Field(default=3, ge=0)  # interior NaN runs up to this many points are interpolated
+    tail: int | None = Field(default=None, gt=0)  # keep only the last N points of each series
+
+
+class SplitConfig(_Section):
+    test: int = Field(default=24, gt=0)  # points held out at the end of each series
+    val: int = Field(default=24, gt=0)  # points before the test split, for early stopping
+
+
+class WindowConfig(_Section):
+    length: int = Field(default=36, gt=0)  # input time steps
+    horizon: int = Field(default=12, gt=0)  # forecast steps
+    stride: int = Field(default=1, gt=0)  # step between training windows
+
+
+class ModelConfig(_Section):
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"
+    head: Literal["direct", "seq2seq", "mlp"] = "direct"
+    # direct head: read the forecast from the encoder outputs of the last `horizon`
+    # steps ('steps', as darts' BlockRNN / neuralforecast do) or from the last
+    # hidden state through one linear layer ('last').
+    readout: Literal["steps", "last"] = "steps"
+    hidden: int = Field(default=64, gt=0)
+    layers: int = Field(default=1, gt=0)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    scaling: Literal["window", "standard", "none"] = "window"
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(default=200, gt=0)
+    batch_size: int = Field(default=32, gt=0)
+    lr: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    loss: Literal["mse", "mae", "huber"] = "mae"
+    patience: int = Field(default=20, gt=0)  # epochs without val improvement before stopping
+    lr_patience: int = Field(default=6, gt=0)  # ReduceLROnPlateau
+    lr_factor: float = Field(default=0.5, gt=0, lt=1)
+    clip_norm: float | None = Field(default=1.0, gt=0)  # None: no gradient clipping
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress: bool = True  # tqdm bar; one log line per epoch either way
+    threads: int | None = Field(default=None, gt=0)  # torch intra-op threads; None: torch default
+
+
+class EvaluateConfig(_Section):
+    season: int | None = Field(default=None, gt=0)  # None: from the frequency (MS -> 12 ...)
+
+
+class ExportConfig(_Section):
+    name: str = Field(default="demo", pattern=NAME_PATTERN)
+    model_dir: Path = Path("models")
+    # torchscript emits native ONNX LSTM/GRU/RNN ops with a dynamic time axis;
+    # torch.export ('dynamo') unrolls the recurrence and freezes the time axis.
+    exporter: Literal["torchscript", "dynamo"] = "torchscript"
+    opset: int = Field(default=17, ge=14)
+    tolerance: float = Field(default=1e-4, gt=0)  # parity: max |onnx - torch| <= tol * data scale
+    make_current: bool = True
+
+
+class Config(_Section):
+    data: DataConfig
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    window: WindowConfig = Field(default_factory=WindowConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        if self.model.head == "direct" and self.model.readout == "steps":
+            if self.window.length < self.window.horizon:
+                raise ValueError(
+                    "window.length must be >= window.horizon for the direct head with "
+                    "readout='steps' (it reads one encoder output per forecast step)"
+                )
+        overlap = set(self.data.targets) & set(self.data.covariates)
+        if overlap:
+            raise ValueError(f"columns both target and covariate: {sorted(overlap)}")
+        return self
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML literal if it is one (``5``, ``true``, ``[1, 2]``), else the string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides to a raw config dict (in place)."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise ValueError(f"override {item!r}: expected section.key=value, e.g. train.epochs=5")
+        section, _, field = key.strip().partition(".")
+        raw.setdefault(section, {})[field] = _parse_value(value.strip())
+    return raw
+
+
+def load_config(path: Path | None, overrides: list[str] | None = None) -> Config:
+    """Read a TOML file (paths in [data] are relative to it), apply overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+        data_path = raw.get("data", {}).get("path")
+        if data_path is not None and not Path(data_path).is_absolute():
+            raw["data"]["path"] = str((Path(path).parent / data_path).resolve())
+    apply_overrides(raw, overrides or [])
+    return Config.model_validate(raw)
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """JSON-ready dict of the resolved config (stored in the manifest)."""
+    return config.model_dump(mode="json")

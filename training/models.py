@@ -1,0 +1,200 @@
+"""Recurrent forecasters: a scaler, an encoder cell chosen by name, and a head.
+
+Every model maps raw inputs ``x: (batch, time, features)`` (targets first, then
+covariates) to raw forecasts ``(batch, horizon, targets)``. Scaling is part of
+the module, so the exported ONNX graph takes and returns raw units.
+
+Heads:
+- ``direct``  many-to-one encoder; the forecast is read from the encoder outputs
+  of the last ``horizon`` steps with one shared linear layer (``readout="steps"``)
+  or from the last hidden state with a linear layer to ``horizon x targets``
+  (``readout="last"``);
+- ``seq2seq`` encoder-decoder (many-to-many): the decoder starts from the
+  encoder state and feeds each prediction back in;
+- ``mlp``     one-to-one feed-forward baseline on the flattened window, no recurrence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from training.config import ModelConfig
+
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+def make_cell(name: str, input_size: int, hidden: int, layers: int, dropout: float) -> nn.RNNBase:
+    """An ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` by name, batch-first."""
+    try:
+        cls = CELLS[name]
+    except KeyError:
+        raise ValueError(f"unknown cell {name!r}; choose one of {sorted(CELLS)}") from None
+    return cls(
+        input_size,
+        hidden,
+        num_layers=layers,
+        batch_first=True,
+        dropout=dropout if layers > 1 else 0.0,  # torch warns on dropout with one layer
+    )
+
+
+class Scaler(nn.Module):
+    """Normalise ``(batch, time, features)`` to ``(x_norm, loc, scale)``.
+
+    ``loc`` and ``scale`` are ``(batch, 1, features)`` (or ``(1, 1, features)``).
+
+    ``window``: each window by its own mean and std over time (instance norm /
+    RevIN without the affine part) -- robust to level shifts and trends.
+    ``standard``: fixed training-split statistics stored as buffers.
+    ``none``: identity.
+    """
+
+    def __init__(
+        self, mode: str, n_features: int, mean: Any = None, std: Any = None, eps: float = 1e-5
+    ) -> None:
+        super().__init__()
+        if mode not in {"window", "standard", "none"}:
+            raise ValueError(f"unknown scaling {mode!r}")
+        self.mode = mode
+        self.eps = eps
+        mean_t = torch.zeros(n_features) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
+        std_t = torch.ones(n_features) if std is None else torch.as_tensor(std, dtype=torch.float32)
+        if mode == "standard" and mean is None:
+            raise ValueError("standard scaling needs training-split mean and std")
+        self.register_buffer("mean", mean_t.reshape(1, 1, n_features))
+        self.register_buffer("std", std_t.reshape(1, 1, n_features))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.mode == "window":
+            loc = x.mean(dim=1, keepdim=True)  # (batch, 1, features)
+            scale = torch.sqrt(((x - loc) ** 2).mean(dim=1, keepdim=True) + self.eps)
+        else:  # buffers are zeros/ones for 'none'
+            loc, scale = self.mean, self.std
+        return (x - loc) / scale, loc, scale
+
+
+class DirectHead(nn.Module):
+    def __init__(self, cfg: ModelConfig, n_features: int, n_targets: int, horizon: int) -> None:
+        super().__init__()
+        self.horizon, self.n_targets, self.readout = horizon, n_targets, cfg.readout
+        self.encoder = make_cell(cfg.cell, n_features, cfg.hidden, cfg.layers, cfg.dropout)
+        out = n_targets if cfg.readout == "steps" else horizon * n_targets
+        self.proj = nn.Linear(cfg.hidden, out)
+
+    def forward(self, xn: torch.Tensor) -> torch.Tensor:
+        out, _ = self.encoder(xn)  # (batch, time, hidden)
+        if self.readout == "steps":
+            return self.proj(out[:, -self.horizon :])  # (batch, horizon, targets)
+        return self.proj(out[:, -1]).unflatten(1, (self.horizon, self.n_targets))
+
+
+class Seq2SeqHead(nn.Module):
+    def __init__(self, cfg: ModelConfig, n_features: int, n_targets: int, horizon: int) -> None:
+        super().__init__()
+        self.horizon, self.n_targets = horizon, n_targets
+        self.encoder = make_cell(cfg.cell, n_features, cfg.hidden, cfg.layers, cfg.dropout)
+        self.decoder = make_cell(cfg.cell, n_targets, cfg.hidden, cfg.layers, cfg.dropout)
+        self.proj = nn.Linear(cfg.hidden, n_targets)
+
+    def forward(self, xn: torch.Tensor) -> torch.Tensor:
+        _, state = self.encoder(xn)
+        step = xn[:, -1:, : self.n_targets]  # (batch, 1, targets): last observed targets
+        outputs = []
+        # A fixed-length Python loop: traced into `horizon` decoder steps in ONNX.
+        for _ in range(self.horizon):
+            out, state = self.decoder(step, state)
+            step = self.proj(out)  # (batch, 1, targets)
+            outputs.append(step)
+        return torch.cat(outputs, dim=1)  # (batch, horizon, targets)
+
+
+class MLPHead(nn.Module):
+    def __init__(self, cfg: ModelConfig, n_features: int, n_targets: int, horizon: int, length: int) -> None:
+        super().__init__()
+        self.length, self.horizon, self.n_targets = length, horizon, n_targets
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = length * n_features
+        for _ in range(cfg.layers):
+            layers += [nn.Linear(width, cfg.hidden), nn.ReLU(), nn.Dropout(cfg.dropout)]
+            width = cfg.hidden
+        layers.append(nn.Linear(width, horizon * n_targets))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, xn: torch.Tensor) -> torch.Tensor:
+        flat = self.net(xn[:, -self.length :])  # (batch, horizon * targets)
+        return flat.unflatten(1, (self.horizon, self.n_targets))
+
+
+class Forecaster(nn.Module):
+    """Scaler + head; ``forward(x: (batch, time, features)) -> (batch, horizon, targets)`` raw."""
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        n_features: int,
+        n_targets: int,
+        length: int,
+        horizon: int,
+        mean: Any = None,
+        std: Any = None,
+    ) -> None:
+        super().__init__()
+        if not 0 < n_targets <= n_features:
+            raise ValueError("need 0 < targets <= features (targets come first)")
+        self.n_targets = n_targets
+        self.model_args = {
+            "cfg": cfg.model_dump(),
+            "n_features": n_features,
+            "n_targets": n_targets,
+            "length": length,
+            "horizon": horizon,
+        }
+        self.scaler = Scaler(cfg.scaling, n_features, mean, std)
+        self.head: nn.Module
+        if cfg.head == "direct":
+            self.head = DirectHead(cfg, n_features, n_targets, horizon)
+        elif cfg.head == "seq2seq":
+            self.head = Seq2SeqHead(cfg, n_features, n_targets, horizon)
+        elif cfg.head == "mlp":
+            self.head = MLPHead(cfg, n_features, n_targets, horizon, length)
+        else:
+            raise ValueError(f"unknown head {cfg.head!r}")
+
+    def forward_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised forecast and the target loc/scale, each broadcastable to ``(batch, horizon, targets)``.
+
+        Training computes the loss here, in normalised units, so series of
+        different sizes weigh the same.
+        """
+        xn, loc, scale = self.scaler(x)
+        nt = self.n_targets
+        return self.head(xn), loc[..., :nt], scale[..., :nt]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        yn, loc, scale = self.forward_scaled(x)
+        return yn * scale + loc
+
+
+def build_model(
+    model_cfg: ModelConfig,
+    n_features: int,
+    n_targets: int,
+    length: int,
+    horizon: int,
+    mean: Any = None,
+    std: Any = None,
+) -> Forecaster:
+    return Forecaster(model_cfg, n_features, n_targets, length, horizon, mean, std)
+
+
+def rebuild(model_args: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> Forecaster:
+    """Rebuild a Forecaster from stored arguments and weights (no pickled modules)."""
+    args = dict(model_args)
+    cfg = ModelConfig.model_validate(args.pop("cfg"))
+    mean, std = state_dict["scaler.mean"].flatten(), state_dict["scaler.std"].flatten()
+    model = Forecaster(cfg, **args, mean=mean, std=std)
+    model.load_state_dict(state_dict)
+    return model
