@@ -16,6 +16,7 @@ missing points in a column is linearly interpolated; a longer run is rejected.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def season_for(frequency: str | None) -> int:
         if step < day and day % step == pd.Timedelta(0):
             return int(day // step)
         return 7 if step == day else 1
-    base = offset.name.split("-")[0].lstrip("B")
+    base = offset.rule_code.split("-")[0].lstrip("B")
     if base == "D":
         return 7 if offset.n == 1 else 1
     if base.startswith("M") or base.startswith("SM"):
@@ -153,14 +154,22 @@ def _check_order(sid: str, ts: pd.Series, rows: np.ndarray) -> None:
         )
 
 
+def _infer_freq(ts: pd.DatetimeIndex) -> str | None:
+    """``pd.infer_freq`` as a string alias on pandas 2 and 3 (3 warns it will return an offset)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        freq = pd.infer_freq(ts)
+    return freq if freq is None or isinstance(freq, str) else freq.freqstr
+
+
 def _check_spacing(sid: str, ts: pd.DatetimeIndex, rows: np.ndarray, freq: str | None) -> str | None:
     """Return the series' frequency; raise on a missing or extra step."""
     if len(ts) < 3:
         return freq
-    inferred = pd.infer_freq(ts)
+    inferred = _infer_freq(ts)
     if freq is None and inferred is not None:
         return inferred
-    guess = freq or pd.infer_freq(ts[:3])
+    guess = freq or _infer_freq(ts[:3])
     if guess is None:
         raise DataError(f"series {sid!r}: cannot infer a regular frequency from the first timestamps")
     expected = pd.date_range(ts[0], periods=len(ts), freq=guess)
@@ -204,7 +213,7 @@ def fingerprint(series: list[Series], features: list[str]) -> str:
     digest = hashlib.sha256(repr(features).encode())
     for s in series:
         digest.update(s.id.encode())
-        digest.update(s.timestamps.asi8.tobytes())
+        digest.update(s.timestamps.as_unit("ns").asi8.tobytes())  # same data, any resolution
         digest.update(np.ascontiguousarray(s.values).tobytes())
     return digest.hexdigest()
 

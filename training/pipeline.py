@@ -22,7 +22,7 @@ from training.data import Dataset, load_dataset, season_for
 from training.evaluate import Predict, format_table, score
 from training.export import check_parity, has_dynamic_time, opset_of, to_onnx
 from training.models import Forecaster, build_model, rebuild
-from training.train import TrainResult, fit
+from training.train import TrainResult, fit, seed_everything
 from training.windows import Windows, make_windows, train_statistics
 
 log = logging.getLogger("seqcast.pipeline")
@@ -60,6 +60,7 @@ def train_run(cfg: Config) -> Run:
     ds = load_dataset(cfg.data)
     windows = make_windows(ds, cfg.split, cfg.window)
     mean, std = train_statistics(ds, cfg.split)
+    seed_everything(cfg.train.seed)  # initial weights come from the seed too
     model = build_model(
         cfg.model,
         len(ds.features),

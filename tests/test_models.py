@@ -1,0 +1,149 @@
+"""Every cell x head: shapes, a short training run whose loss falls, and ONNX parity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from training.config import Config, ModelConfig, TrainConfig
+from training.data import load_dataset
+from training.export import ExportError, check_parity, session, to_onnx
+from training.models import build_model, make_cell, rebuild
+from training.train import LOSSES, evaluate_loss, fit
+from training.windows import make_windows, train_statistics
+
+REPO = Path(__file__).resolve().parents[1]
+
+COMBOS = [
+    ("rnn", "direct", "steps"),
+    ("lstm", "direct", "steps"),
+    ("gru", "direct", "steps"),
+    ("lstm", "direct", "last"),
+    ("rnn", "seq2seq", "steps"),
+    ("lstm", "seq2seq", "steps"),
+    ("gru", "seq2seq", "steps"),
+    ("lstm", "mlp", "steps"),
+]
+IDS = [f"{c}-{h}-{r}" for c, h, r in COMBOS]
+
+
+def tiny_config(cell: str = "lstm", head: str = "direct", readout: str = "steps", **model) -> Config:
+    return Config.model_validate(
+        {
+            "data": {"path": str(REPO / "data" / "airline.csv")},
+            "split": {"test": 12, "val": 12},
+            "window": {"length": 24, "horizon": 6},
+            "model": {"cell": cell, "head": head, "readout": readout, "hidden": 16, **model},
+            "train": {"epochs": 2, "batch_size": 16, "lr": 0.01, "progress": False, "patience": 5},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def airline():
+    cfg = tiny_config()
+    ds = load_dataset(cfg.data)
+    return ds, make_windows(ds, cfg.split, cfg.window)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize(("cell", "head", "readout"), COMBOS, ids=IDS)
+def test_output_shape_for_any_batch_and_longer_history(cell, head, readout, layers):
+    cfg = ModelConfig(cell=cell, head=head, readout=readout, hidden=8, layers=layers, dropout=0.1)
+    model = build_model(cfg, n_features=3, n_targets=2, length=20, horizon=5).eval()
+    for batch, time in [(1, 20), (9, 20)] + ([(4, 31)] if head != "mlp" else []):
+        y = model(torch.randn(batch, time, 3) * 50 + 10)
+        assert y.shape == (batch, 5, 2)
+        assert torch.isfinite(y).all()
+
+
+def test_unknown_cell_is_a_clear_error():
+    with pytest.raises(
+        ValueError, match=r"unknown cell 'transformer'; choose one of \['gru', 'lstm', 'rnn'\]"
+    ):
+        make_cell("transformer", 1, 8, 1, 0.0)
+
+
+def test_window_scaling_is_invariant_to_the_series_level():
+    model = build_model(ModelConfig(hidden=8), n_features=1, n_targets=1, length=12, horizon=3).eval()
+    x = torch.randn(4, 12, 1)
+    with torch.no_grad():
+        # shifting and scaling the input shifts and scales the forecast the same way
+        torch.testing.assert_close(model(x * 1000 + 5000), model(x) * 1000 + 5000, rtol=1e-4, atol=1e-2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("cell", "head", "readout"), COMBOS, ids=IDS)
+def test_two_epochs_reduce_the_loss_and_export_matches_torch(airline, cell, head, readout):
+    ds, windows = airline
+    cfg = tiny_config(cell, head, readout)
+    mean, std = train_statistics(ds, cfg.split)
+    model = build_model(cfg.model, 1, 1, cfg.window.length, cfg.window.horizon, mean, std)
+    train = windows["train"]
+    loss_fn = LOSSES[cfg.train.loss]
+    x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
+    before = evaluate_loss(model, loss_fn, x, y)
+    result = fit(model, train, windows["val"], cfg.train)
+    after = evaluate_loss(model, loss_fn, x, y)
+    assert len(result.history) == 2 and result.steps == 2 * int(np.ceil(len(train) / 16))
+    assert after < before, f"training loss did not fall: {before:.4f} -> {after:.4f}"
+
+    onnx_bytes = to_onnx(model, windows["test"].x)
+    graph = onnx.load_from_string(onnx_bytes).graph
+    assert [i.name for i in graph.input] == ["x"] and [o.name for o in graph.output] == ["y"]
+    dims = graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "batch"
+    assert (dims[1].dim_param == "time") == (head != "mlp")
+    parity = check_parity(model, onnx_bytes, windows["test"].x, float(np.std(train.y)))
+    assert parity.max_abs_diff <= parity.allowed
+    assert [c.split(":")[0] for c in parity.checks][:3] == [
+        "batch 1 x time 24",
+        "batch 7 x time 24",
+        "batch 256 x time 24",
+    ]
+
+
+@pytest.mark.slow
+def test_standard_scaling_round_trips_through_a_checkpoint(airline, tmp_path):
+    ds, windows = airline
+    cfg = tiny_config(scaling="standard")
+    mean, std = train_statistics(ds, cfg.split)
+    model = build_model(cfg.model, 1, 1, 24, 6, mean, std)
+    fit(model, windows["train"], windows["val"], cfg.train)
+    torch.save({"args": model.model_args, "state": model.state_dict()}, tmp_path / "c.pt")
+    payload = torch.load(tmp_path / "c.pt", weights_only=True)
+    again = rebuild(payload["args"], payload["state"]).eval()
+    x = torch.from_numpy(windows["test"].x)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))
+    np.testing.assert_allclose(again.scaler.mean.flatten().numpy(), mean)
+
+
+@pytest.mark.slow
+def test_parity_failure_refuses_the_export(airline):
+    ds, windows = airline
+    cfg = tiny_config()
+    model = build_model(cfg.model, 1, 1, 24, 6).eval()
+    onnx_bytes = to_onnx(model, windows["test"].x)
+    with torch.no_grad():  # the torch model drifts after export: parity must fail loudly
+        model.head.proj.bias.add_(1.0)
+    with pytest.raises(ExportError, match=r"ONNX differs from PyTorch by .* at batch 1"):
+        check_parity(model, onnx_bytes, windows["test"].x, data_scale=100.0)
+
+
+@pytest.mark.slow
+def test_dynamo_exporter_also_passes_parity(airline):
+    ds, windows = airline
+    model = build_model(tiny_config(head="mlp").model, 1, 1, 24, 6).eval()
+    onnx_bytes = to_onnx(model, windows["test"].x, exporter="dynamo")
+    check_parity(model, onnx_bytes, windows["test"].x, data_scale=float(np.std(windows["train"].y)))
+    out = session(onnx_bytes).run(None, {"x": windows["test"].x[:3]})[0]
+    assert out.shape == (3, 6, 1)
+
+
+def test_train_config_defaults_clip_gradients():
+    assert TrainConfig().clip_norm is not None

@@ -1,0 +1,107 @@
+"""The bundle store: atomic publish, immutable versions, CURRENT always valid."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+
+import pytest
+
+from service import store
+from service.manifest import DataInfo, InputWindow, Manifest
+
+ONNX = b"not really onnx, but bytes with a hash"
+
+
+def manifest(version: str = "20260101T000000Z-abcd", name: str = "m", data: bytes = ONNX) -> Manifest:
+    return Manifest(
+        name=name,
+        version=version,
+        created=datetime(2026, 1, 1, tzinfo=UTC),
+        cell="lstm",
+        head="direct",
+        input_window=InputWindow(length=12, min_length=12),
+        features=["value"],
+        targets=["value"],
+        horizon=3,
+        frequency="MS",
+        scaling="window",
+        training_config={"k": 1},
+        data=DataInfo(fingerprint="f" * 64, source="x.csv", series=1, rows=10),
+        onnx_sha256=store.sha256_bytes(data),
+    )
+
+
+def test_round_trip(tmp_path):
+    m = manifest()
+    path = store.publish(tmp_path, m, ONNX, {"report/metrics.txt": b"ok"})
+    assert path == tmp_path / "m" / m.version
+    assert store.read_current(tmp_path, "m") == m.version
+    assert store.list_models(tmp_path) == ["m"]
+    assert store.list_versions(tmp_path, "m") == [m.version]
+    assert store.verify_bundle(path) == m
+    assert (path / "report" / "metrics.txt").read_bytes() == b"ok"
+    assert json.loads((path / "manifest.json").read_text())["schema_version"] == 1
+
+
+def test_versions_are_immutable(tmp_path):
+    store.publish(tmp_path, manifest(), ONNX)
+    with pytest.raises(store.StoreError, match="versions are immutable"):
+        store.publish(tmp_path, manifest(), ONNX)
+
+
+def test_hash_mismatch_is_refused_and_detected(tmp_path):
+    with pytest.raises(store.StoreError, match="does not match the model bytes"):
+        store.publish(tmp_path, manifest(), ONNX + b"x")
+    path = store.publish(tmp_path, manifest(), ONNX)
+    (path / "model.onnx").write_bytes(b"corrupted")
+    with pytest.raises(store.StoreError, match="sha256 does not match"):
+        store.verify_bundle(path)
+
+
+def test_interrupted_publish_leaves_no_visible_version(tmp_path, monkeypatch):
+    first = manifest("20260101T000000Z-aaaa")
+    store.publish(tmp_path, first, ONNX)
+    calls = {"n": 0}
+    real_write = store._write_synced
+
+    def dying_write(path, data):  # the process "dies" after the first file of the bundle
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed halfway")
+        real_write(path, data)
+
+    monkeypatch.setattr(store, "_write_synced", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        store.publish(tmp_path, manifest("20260102T000000Z-bbbb"), ONNX, {"report/a.txt": b"a"})
+    assert store.list_versions(tmp_path, "m") == [first.version]
+    assert store.read_current(tmp_path, "m") == first.version
+    assert sorted(os.listdir(tmp_path / "m")) == sorted(["CURRENT", first.version])  # no temp left behind
+
+
+def test_crash_before_rename_is_invisible_to_readers(tmp_path):
+    store.publish(tmp_path, manifest(), ONNX)
+    # a half-written temp directory from a crashed writer (no cleanup ran)
+    stale = tmp_path / "m" / ".tmp-20260105T000000Z-cccc-1234"
+    stale.mkdir()
+    (stale / "model.onnx").write_bytes(b"half")
+    assert store.list_versions(tmp_path, "m") == [manifest().version]
+
+
+def test_current_must_point_at_a_valid_version(tmp_path):
+    store.publish(tmp_path, manifest(), ONNX)
+    with pytest.raises(store.StoreError, match="cannot read manifest"):
+        store.set_current(tmp_path, "m", "20990101T000000Z-ffff")
+    assert store.read_current(tmp_path, "m") == manifest().version
+
+
+@pytest.mark.parametrize("bad", ["../evil", "a/b", "", ".hidden", "x" * 80])
+def test_names_cannot_escape_the_store(tmp_path, bad):
+    with pytest.raises(store.StoreError, match="invalid"):
+        store.bundle_dir(tmp_path, bad, "v1")
+
+
+def test_manifest_rejects_targets_not_leading_features():
+    with pytest.raises(ValueError, match="features must start with the targets"):
+        Manifest.model_validate({**manifest().model_dump(), "features": ["temp", "value"]})
