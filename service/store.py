@@ -15,6 +15,7 @@ Standard library and pydantic only; the trainer and the service both use it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -25,6 +26,7 @@ from pathlib import Path
 from service.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, valid_name
 
 CURRENT_FILE = "CURRENT"
+HISTORY_FILE = "HISTORY"  # JSON lines: every change of CURRENT, oldest first
 _TMP_PREFIX = ".tmp-"
 
 
@@ -115,12 +117,13 @@ def publish(
     return final
 
 
-def set_current(model_dir: Path, name: str, version: str) -> None:
-    """Point ``CURRENT`` at an existing, readable version (write temp, rename)."""
+def set_current(model_dir: Path, name: str, version: str, reason: str = "publish") -> None:
+    """Point ``CURRENT`` at an existing, verified version (write temp, rename) and log it."""
     _check_name("model name", name)
     _check_name("version", version)
     model_root = Path(model_dir) / name
-    load_manifest(model_root / version)  # refuse to point at a broken bundle
+    verify_bundle(model_root / version)  # refuse to point at a broken bundle
+    previous = read_current(model_dir, name)
     tmp = model_root / f"{_TMP_PREFIX}{CURRENT_FILE}-{secrets.token_hex(4)}"
     try:
         _write_synced(tmp, f"{version}\n".encode())
@@ -128,6 +131,87 @@ def set_current(model_dir: Path, name: str, version: str) -> None:
         _fsync_dir(model_root)
     finally:
         tmp.unlink(missing_ok=True)
+    entry = {
+        "time": datetime.now(UTC).isoformat(),
+        "version": version,
+        "previous": previous,
+        "reason": reason,
+    }
+    # One short line per append: O_APPEND writes of this size do not interleave.
+    with open(model_root / HISTORY_FILE, "a") as fh:
+        fh.write(json.dumps(entry) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def history(model_dir: Path, name: str) -> list[dict[str, str | None]]:
+    """Every change of CURRENT, oldest first (unreadable lines are skipped)."""
+    path = Path(model_dir) / name / HISTORY_FILE
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a torn last line after a crash: ignore it
+        if isinstance(entry, dict) and "version" in entry:
+            out.append(entry)
+    return out
+
+
+def previous_version(model_dir: Path, name: str) -> str | None:
+    """The version that was CURRENT before the current one and still exists.
+
+    Falls back to the newest version older than CURRENT when no history says.
+    """
+    current = read_current(model_dir, name)
+    versions = list_versions(model_dir, name)
+    for entry in reversed(history(model_dir, name)):
+        if entry["version"] == current and entry.get("previous") in versions:
+            prev = entry["previous"]
+            if prev != current:
+                return prev
+    older = [v for v in versions if current is None or v < current]
+    return older[-1] if older else None
+
+
+def prune(model_dir: Path, name: str, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` versions, never CURRENT or the version before it.
+
+    Each victim is first renamed to a hidden name (readers stop seeing it at
+    once), then removed. Returns the deleted versions.
+    """
+    if keep < 1:
+        raise StoreError("keep must be at least 1")
+    versions = list_versions(model_dir, name)
+    protected = {read_current(model_dir, name), previous_version(model_dir, name)}
+    doomed = [v for v in versions[:-keep] if v not in protected]
+    root = Path(model_dir) / name
+    for version in doomed:
+        hidden = root / f"{_TMP_PREFIX}deleted-{version}-{secrets.token_hex(4)}"
+        os.rename(root / version, hidden)
+        shutil.rmtree(hidden, ignore_errors=True)
+    if doomed:
+        _fsync_dir(root)
+    return doomed
+
+
+def write_record(model_dir: Path, name: str, folder: str, filename: str, data: bytes) -> Path:
+    """Write a small file (e.g. a decision record) atomically under ``MODEL_DIR/<name>/<folder>/``."""
+    _check_name("model name", name)
+    target_dir = Path(model_dir) / name / folder
+    target_dir.mkdir(parents=True, exist_ok=True)
+    tmp = target_dir / f"{_TMP_PREFIX}{filename}-{secrets.token_hex(4)}"
+    try:
+        _write_synced(tmp, data)
+        os.replace(tmp, target_dir / filename)
+        _fsync_dir(target_dir)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target_dir / filename
 
 
 def read_current(model_dir: Path, name: str) -> str | None:

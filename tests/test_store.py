@@ -77,7 +77,7 @@ def test_interrupted_publish_leaves_no_visible_version(tmp_path, monkeypatch):
         store.publish(tmp_path, manifest("20260102T000000Z-bbbb"), ONNX, {"report/a.txt": b"a"})
     assert store.list_versions(tmp_path, "m") == [first.version]
     assert store.read_current(tmp_path, "m") == first.version
-    assert sorted(os.listdir(tmp_path / "m")) == sorted(["CURRENT", first.version])  # no temp left behind
+    assert sorted(os.listdir(tmp_path / "m")) == sorted(["CURRENT", "HISTORY", first.version])  # no temp left
 
 
 def test_crash_before_rename_is_invisible_to_readers(tmp_path):
@@ -105,3 +105,53 @@ def test_names_cannot_escape_the_store(tmp_path, bad):
 def test_manifest_rejects_targets_not_leading_features():
     with pytest.raises(ValueError, match="features must start with the targets"):
         Manifest.model_validate({**manifest().model_dump(), "features": ["temp", "value"]})
+
+
+def _publish_many(tmp_path, n: int) -> list[str]:
+    versions = [f"2026010{i}T000000Z-{i:04d}" for i in range(1, n + 1)]
+    for v in versions:
+        store.publish(tmp_path, manifest(v), ONNX)
+    return versions
+
+
+def test_history_and_previous_version_follow_promotions(tmp_path):
+    v1, v2, v3 = _publish_many(tmp_path, 3)
+    assert store.read_current(tmp_path, "m") == v3
+    assert store.previous_version(tmp_path, "m") == v2
+    store.set_current(tmp_path, "m", v1, reason="promote")
+    assert store.previous_version(tmp_path, "m") == v3  # previous CURRENT, not previous by age
+    assert [h["version"] for h in store.history(tmp_path, "m")] == [v1, v2, v3, v1]
+    assert store.history(tmp_path, "m")[-1]["reason"] == "promote"
+
+
+def test_torn_history_line_is_ignored(tmp_path):
+    v1, v2 = _publish_many(tmp_path, 2)
+    with open(tmp_path / "m" / "HISTORY", "a") as fh:
+        fh.write('{"version": "2026')  # a crash mid-append
+    assert store.previous_version(tmp_path, "m") == v1
+
+
+def test_prune_keeps_newest_current_and_previous(tmp_path):
+    versions = _publish_many(tmp_path, 6)
+    store.set_current(tmp_path, "m", versions[1], reason="rollback")  # CURRENT old, previous = newest
+    deleted = store.prune(tmp_path, "m", keep=2)
+    assert deleted == [versions[0], versions[2], versions[3]]
+    assert store.list_versions(tmp_path, "m") == [versions[1], versions[4], versions[5]]
+    assert store.read_current(tmp_path, "m") == versions[1]
+    assert not [p for p in (tmp_path / "m").iterdir() if p.name.startswith(".tmp-")]
+    with pytest.raises(store.StoreError, match="keep must be at least 1"):
+        store.prune(tmp_path, "m", keep=0)
+
+
+def test_set_current_refuses_a_corrupt_bundle(tmp_path):
+    v1, v2 = _publish_many(tmp_path, 2)
+    (tmp_path / "m" / v1 / "model.onnx").write_bytes(b"truncated")
+    with pytest.raises(store.StoreError, match="sha256 does not match"):
+        store.set_current(tmp_path, "m", v1)
+    assert store.read_current(tmp_path, "m") == v2
+
+
+def test_write_record_is_atomic_and_named(tmp_path):
+    path = store.write_record(tmp_path, "m", "decisions", "d1.json", b"{}")
+    assert path.read_bytes() == b"{}"
+    assert [p.name for p in path.parent.iterdir()] == ["d1.json"]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from training import manage
+
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -50,12 +52,29 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export and publish a checkpoint saved by `seqcast train --checkpoint`")
     p.add_argument("--checkpoint", type=Path, required=True)
     _add_common(p)
+
+    p = sub.add_parser("retrain", help="train a challenger on fresh data; promote it only if it wins")
+    p.add_argument(
+        "--config", type=Path, required=True, help="TOML config: fresh data, [retrain] metric/margin"
+    )
+    p.add_argument("--metric", choices=["mase", "mae", "rmse", "smape"], help="shortcut: retrain.metric")
+    p.add_argument("--margin", type=float, help="shortcut: retrain.margin (0.05 = 5%% better)")
+    _add_common(p)
+
+    manage.add_parser(sub)
     return parser
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
     extra = list(args.overrides)
-    for flag, key in (("epochs", "train.epochs"), ("device", "train.device"), ("seed", "train.seed")):
+    shortcuts = (
+        ("epochs", "train.epochs"),
+        ("device", "train.device"),
+        ("seed", "train.seed"),
+        ("metric", "retrain.metric"),
+        ("margin", "retrain.margin"),
+    )
+    for flag, key in shortcuts:
         if getattr(args, flag, None) is not None:
             extra.append(f"{key}={getattr(args, flag)!r}".replace("'", '"'))
     if args.model_dir is not None:
@@ -139,7 +158,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "export": cmd_export}
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from training.config import load_config
+    from training.retrain import EXIT_LOCKED, LockHeld, retrain, summary
+
+    cfg = load_config(args.config, _overrides(args))
+    try:
+        record = retrain(cfg)
+    except LockHeld as exc:
+        print(f"retrain {cfg.export.name}: not run: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    print(summary(record))
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "export": cmd_export,
+    "retrain": cmd_retrain,
+    "models": manage.run,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,13 +188,15 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from service.store import StoreError
-    from training.data import DataError
 
     try:
         return COMMANDS[args.command](args)
-    except (DataError, StoreError, ValidationError, ValueError, FileNotFoundError) as exc:
+    except (StoreError, ValidationError, ValueError, FileNotFoundError) as exc:  # DataError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # ExportError, RetrainError, CUDA not available
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

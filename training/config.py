@@ -90,6 +90,12 @@ class ExportConfig(_Section):
     make_current: bool = True
 
 
+class RetrainConfig(_Section):
+    metric: Literal["mase", "mae", "rmse", "smape"] = "mase"  # lower is better for all four
+    # The challenger is promoted only if challenger < champion x (1 - margin).
+    margin: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
 class Config(_Section):
     data: DataConfig
     split: SplitConfig = Field(default_factory=SplitConfig)
@@ -98,6 +104,7 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
