@@ -70,6 +70,35 @@ def test_better_challenger_is_promoted(tmp_path):
     assert store.previous_version(models, "demo") == weak
 
 
+def test_config_from_job_rolls_out_a_new_recipe(tmp_path):
+    models = tmp_path / "models"
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(DEMO),
+                "--model-dir",
+                str(models),
+                "-q",
+                "--epochs",
+                "1",
+                "--set",
+                "model.hidden=2",
+            ]
+        )
+        == 0
+    )
+    weak = store.read_current(models, "demo")
+    assert retrain(models) == 0  # champion's recipe (1 epoch, hidden 2): a tie, kept
+    assert store.read_current(models, "demo") == weak
+    assert retrain(models, "--set", 'retrain.config_from="job"') == 0
+    record = decisions(models)[-1]
+    assert record["outcome"] == "promoted" and record["challenger_score"] < record["champion_score"]
+    manifest = store.load_manifest(models / "demo" / record["challenger"])
+    assert manifest.training_config["train"]["epochs"] == 20
+
+
 def test_margin_blocks_a_small_win(tmp_path):
     models = tmp_path / "models"
     assert retrain(models) == 0

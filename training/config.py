@@ -94,6 +94,10 @@ class RetrainConfig(_Section):
     metric: Literal["mase", "mae", "rmse", "smape"] = "mase"  # lower is better for all four
     # The challenger is promoted only if challenger < champion x (1 - margin).
     margin: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # Which model/window/train config the challenger uses: the champion's saved
+    # one (keep the recipe, refresh the data) or this job's (roll out a new recipe,
+    # which must still beat the champion).
+    config_from: Literal["champion", "job"] = "champion"
 
 
 class Config(_Section):

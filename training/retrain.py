@@ -7,7 +7,7 @@
    the next run trips over; a second job at the same time exits with code 3).
 2. Build the challenger's config: the champion's saved config (model, window,
    training) with the job's data, split, export and retrain sections; with no
-   champion, the job's config as it is.
+   champion or ``retrain.config_from = "job"``, the job's config as it is.
 3. Train the challenger; score it and the champion (its ONNX, through
    onnxruntime) on the same most recent holdout of the fresh data.
 4. Promote (publish + CURRENT) only if ``challenger < champion x (1 - margin)``
@@ -80,7 +80,7 @@ def model_lock(model_dir: Path, name: str) -> Iterator[None]:
 
 def challenger_config(job: Config, champion: Manifest | None) -> Config:
     """The champion's model/window/train config with the job's data, split, export and retrain."""
-    if champion is None:
+    if champion is None or job.retrain.config_from == "job":
         return job
     raw = dict(champion.training_config)
     for section in ("data", "split", "export", "retrain"):
