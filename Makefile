@@ -32,6 +32,7 @@ run: demo-model
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy service
+	$(BIN)/hadolint Dockerfile
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Container smoke test: build both images, prove the service image has no torch,
+# run the Compose stack, wait for /readyz, forecast, run the retraining job, see
+# the new version served without restarting `api`, tear everything down.
+#
+#   scripts/container-smoke.sh                          # Docker
+#   . ../shared/tools/containers/env.sh                  # or podman, host networking only:
+#   w=$(pip config get global.find-links)
+#   DOCKER=podman COMPOSE=../shared/tools/containers/compose \
+#     BUILD_ARGS="-v $w:$w:ro --build-arg PIP_FIND_LINKS=$w" COMPOSE_BUILD_ARGS="$BUILD_ARGS" \
+#     scripts/container-smoke.sh
+#
+# Environment: DOCKER (build/run/inspect command, default docker), COMPOSE (default
+# "docker compose"), BUILD_ARGS (extra image build flags), URL (default
+# http://127.0.0.1:8000), KEEP=1 to leave the stack up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DOCKER=${DOCKER:-docker}
+COMPOSE=${COMPOSE:-docker compose}
+BUILD_ARGS=${BUILD_ARGS:-}
+URL=${URL:-http://127.0.0.1:8000}
+SERVICE_IMAGE=seqcast-service:latest
+TRAINER_IMAGE=seqcast-trainer:latest
+times=()
+
+step() {  # step NAME COMMAND...: run, time, and remember the duration
+    local name=$1 start end
+    shift
+    echo "== $name"
+    start=$(date +%s.%N)
+    "$@"
+    end=$(date +%s.%N)
+    times+=("$(printf '%-34s %7.1f s' "$name" "$(echo "$end - $start" | bc)")")
+}
+
+cleanup() {
+    if [ "${KEEP:-0}" != 1 ]; then
+        $COMPOSE --profile retrain down -v >/dev/null 2>&1 || true
+    fi
+}
+trap cleanup EXIT
+
+forecast_version() {  # prints the X-Model-Version of one forecast of the demo data's last 36 months
+    local body
+    body=$(python3 -c "
+import csv, json
+rows = list(csv.DictReader(open('data/airline.csv')))[-36:]
+print(json.dumps({'series': [{'id': 'airline', 'values': [float(r['value']) for r in rows],
+                              'timestamps': [r['timestamp'] for r in rows]}]}))")
+    curl -fsS -D - -o /tmp/seqcast-smoke-forecast.json -H 'Content-Type: application/json' \
+        --data "$body" "$URL/v1/models/demo/forecast" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-model-version"{print $2}'
+}
+
+wait_ready() {
+    for _ in $(seq 1 120); do
+        if curl -fsS "$URL/readyz" >/dev/null 2>&1; then return 0; fi
+        sleep 1
+    done
+    echo "api not ready after 120 s" >&2
+    $COMPOSE logs api | tail -50 >&2 || true
+    return 1
+}
+
+# shellcheck disable=SC2086  # BUILD_ARGS is a list of flags
+build() { $DOCKER build $BUILD_ARGS --target "$1" -t "$2" .; }
+
+no_torch() {
+    $DOCKER run --rm --network host --entrypoint python "$SERVICE_IMAGE" -c "
+import importlib.util, sys
+assert importlib.util.find_spec('torch') is None, 'torch is importable in the service image'
+assert importlib.util.find_spec('training') is None, 'training code is in the service image'
+import service.app  # the service itself imports fine
+print('service image: no torch, no training code; service imports')"
+}
+
+seed_weak() {
+    # A deliberately weak first model (2 epochs), so the retraining job has something to beat.
+    $COMPOSE run --rm retrain train --config configs/demo.toml --model-dir /models --epochs 2 -q
+}
+
+started_at() { $DOCKER inspect --format '{{.State.StartedAt}}' "$($COMPOSE ps -q api | head -1)"; }
+
+step "build service image" build service "$SERVICE_IMAGE"
+step "build trainer image" build trainer "$TRAINER_IMAGE"
+step "service image has no torch" no_torch
+$COMPOSE --profile retrain down -v >/dev/null 2>&1 || true
+step "seed a weak demo model" seed_weak
+step "compose up" $COMPOSE up -d
+step "wait for /readyz" wait_ready
+first=$(forecast_version)
+echo "forecast served by version $first: $(head -c 200 /tmp/seqcast-smoke-forecast.json)"
+[ -n "$first" ] || { echo "no X-Model-Version header" >&2; exit 1; }
+api_started=$(started_at)
+step "retrain job" $COMPOSE run --rm retrain retrain --config configs/demo.toml --model-dir /models \
+    --set retrain.config_from=job
+wait_new() {
+    for _ in $(seq 1 60); do
+        now=$(forecast_version)
+        if [ -n "$now" ] && [ "$now" != "$first" ]; then echo "now served: $now"; return 0; fi
+        sleep 1
+    done
+    echo "still serving $first 60 s after the retrain job" >&2
+    return 1
+}
+step "new version served" wait_new
+[ "$(started_at)" = "$api_started" ] || { echo "api was restarted" >&2; exit 1; }
+echo "api not restarted (started $api_started)"
+
+service_size=$($DOCKER image inspect --format '{{.Size}}' "$SERVICE_IMAGE")
+trainer_size=$($DOCKER image inspect --format '{{.Size}}' "$TRAINER_IMAGE")
+echo
+echo "image sizes: service $((service_size / 1048576)) MiB, trainer $((trainer_size / 1048576)) MiB"
+printf '%s\n' "${times[@]}"
+echo "container smoke: OK"
