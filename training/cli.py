@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, help="shortcut: retrain.margin (0.05 = 5%% better)")
     _add_common(p)
 
+    p = sub.add_parser("explain", help="plot how the gradient fades over time steps for RNN, LSTM and GRU")
+    p.add_argument("--config", type=Path, required=True, help="TOML config (data, window, model size)")
+    p.add_argument("--epochs", type=int, default=30, help="training epochs per cell (0: untrained)")
+    p.add_argument("--out", type=Path, default=Path("gradient_fade.png"), help="PNG to write")
+    _add_common(p)
+
     manage.add_parser(sub)
     return parser
 
@@ -172,11 +178,24 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from training.config import load_config
+    from training.explain import gradient_fade, plot, table
+
+    cfg = load_config(args.config, args.overrides)
+    fades = gradient_fade(cfg, args.epochs)
+    print(table(fades))
+    args.out.write_bytes(plot(fades))
+    print(f"plot: {args.out}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "export": cmd_export,
     "retrain": cmd_retrain,
+    "explain": cmd_explain,
     "models": manage.run,
 }
 
