@@ -1,0 +1,112 @@
+"""The app factory: ``create_app(settings=None, loader=None)``.
+
+gunicorn runs ``'service:create_app()'``; tests pass settings (and a stand-in
+loader) instead of patching globals. Building the app reads settings and
+registers routes; it loads no model (see ``service.registry``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from functools import partial
+from typing import Any
+
+from flask import Flask
+
+from service import api, errors, ops, v2
+from service import state as app_state
+from service.metrics import Metrics, now
+from service.predictor import OnnxPredictor
+from service.registry import Loader, Registry
+from service.settings import Settings, unknown_variables
+
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+log = logging.getLogger("seqcast")
+
+
+def _configure_logging(level: str) -> None:
+    logger = logging.getLogger("seqcast")
+    logger.setLevel(level.upper())
+    # gunicorn configures only its own loggers; add a handler unless someone
+    # (pytest, an embedding application) already routes records from the root.
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+        )
+        logger.addHandler(handler)
+
+
+def _instrument(app: Flask, metrics: Metrics) -> None:
+    """Count and time every request by route template (bounded label values), log errors.
+
+    A WSGI wrapper, not Flask hooks: it sees every response (error handlers
+    included) and costs a fraction of a ``before/after_request`` pair with their
+    context-local lookups.
+    """
+    inner = app.wsgi_app
+
+    def timed(environ: dict[str, Any], start_response: Any) -> Any:
+        started = now()
+        seen: list[tuple[str, Any]] = []
+
+        def capture(status: str, headers: Any, exc_info: Any = None) -> Any:
+            # Flask starts the response while its request (and the matched rule) is
+            # still in the environ; it clears it once the request context is popped.
+            seen.append((status, getattr(environ.get("werkzeug.request"), "url_rule", None)))
+            return start_response(status, headers, exc_info)
+
+        result = inner(environ, capture)
+        status, rule = seen[0] if seen else ("500", None)
+        method = environ.get("REQUEST_METHOD", "")
+        code = int(status[:3])
+        metrics.observe_request(
+            rule.rule if rule is not None else "<unmatched>",
+            method if method in _METHODS else "OTHER",
+            code,
+            now() - started,
+        )
+        if code >= 400 and log.isEnabledFor(logging.INFO):
+            log.info("%s %s -> %d", method, environ.get("PATH_INFO", ""), code)
+        return result
+
+    app.wsgi_app = timed  # type: ignore[method-assign]
+
+
+def create_app(settings: Settings | None = None, loader: Loader | None = None) -> Flask:
+    """Build the Flask app. ``loader`` turns a bundle directory into a Predictor (default: onnxruntime)."""
+    settings = settings if settings is not None else Settings()
+    _configure_logging(settings.log_level)
+    for name in unknown_variables():
+        log.warning("ignoring unknown setting %s (a typo?)", name)
+    app = Flask(__name__.split(".")[0], static_folder="static", static_url_path="/static")
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes)
+    app.url_map.strict_slashes = False
+
+    metrics = Metrics()
+    registry = Registry(
+        settings.model_dir,
+        loader or partial(OnnxPredictor.load, intra_op_threads=settings.intra_op),
+        on_swap=metrics.model_swapped,
+        on_fail=metrics.load_failed,
+    )
+    app_state.init_app(app, app_state.State(settings, registry, metrics))
+
+    errors.init_app(app)
+    _instrument(app, metrics)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(v2.bp)
+    return app
+
+
+def load_models(app: Flask) -> None:
+    """Load and warm up every published model in this process, then poll CURRENT if configured.
+
+    gunicorn calls this in each worker after fork (``post_worker_init``).
+    """
+    found = app_state.state_of(app)
+    if found is not None:
+        found.registry.load_all()
+        found.registry.start_polling(found.settings.poll_seconds)

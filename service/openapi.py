@@ -1,0 +1,188 @@
+"""The OpenAPI 3.1 document, generated from the pydantic models that validate requests.
+
+Paths are listed here by hand (Flask routes carry no schemas); every schema
+comes from ``service.schemas`` / ``service.schemas_v2``, so the document cannot
+drift from what the service accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from service import schemas as s1
+from service import schemas_v2 as s2
+from service.settings import Settings
+
+_REF = "#/components/schemas/{model}"
+_REQUESTS: list[type[BaseModel]] = [s1.ForecastRequest, s2.InferRequest]
+_RESPONSES: list[type[BaseModel]] = [
+    s1.ForecastResponse,
+    s1.ModelList,
+    s1.ModelInfo,
+    s1.Health,
+    s1.Readiness,
+    s1.ErrorResponse,
+    s2.InferResponse,
+    s2.ModelMetadata,
+    s2.ServerMetadata,
+    s2.V2Error,
+    s2.Live,
+    s2.Ready,
+    s2.ModelReady,
+]
+
+FORECAST_EXAMPLE = {
+    "series": [
+        {
+            "id": "store-7",
+            "values": [112, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118],
+            "start": "1949-01-01",
+        }
+    ],
+    "horizon": 3,
+}
+INFER_EXAMPLE = {"inputs": [{"name": "x", "shape": [1, 3, 1], "datatype": "FP32", "data": [112, 118, 132]}]}
+_ERRORS_V1 = {
+    "400": "malformed JSON",
+    "404": "unknown model",
+    "413": "body over SEQCAST_MAX_BODY_BYTES",
+    "415": "Content-Type is not application/json",
+    "422": "a field is invalid: details name it and why",
+    "503": "the model is not loaded",
+}
+_ERRORS_V2 = {
+    "400": "bad request",
+    "404": "unknown model or version",
+    "413": "body too large",
+    "415": "unsupported Content-Type",
+    "503": "the model is not loaded",
+}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _json(model: type[BaseModel], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _op(summary: str, ok: type[BaseModel], errors: dict[str, str], tag: str, **extra: Any) -> dict[str, Any]:
+    err = s2.V2Error if tag == "v2" else s1.ErrorResponse
+    responses = {"200": _json(ok)} | {code: _json(err, text) for code, text in errors.items()}
+    return {"summary": summary, "tags": [tag], "responses": responses, **extra}
+
+
+def _body(model: type[BaseModel], example: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(model), "example": example}}}
+
+
+def _name(*, version: bool = False) -> list[dict[str, Any]]:
+    params = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    if version:
+        params.append({"name": "version", "in": "path", "required": True, "schema": {"type": "string"}})
+    return params
+
+
+def _v2_model_paths(suffix: str, version: bool) -> dict[str, Any]:
+    base = "/v2/models/{name}" + ("/versions/{version}" if version else "")
+    p = _name(version=version)
+    return {
+        base: {
+            "get": _op(
+                "model metadata (V2)", s2.ModelMetadata, {"404": _ERRORS_V2["404"]}, "v2", parameters=p
+            )
+        },
+        base + "/ready": {
+            "get": _op(
+                "model ready (V2): 200 true, 400 false",
+                s2.ModelReady,
+                {"400": "not ready", "404": "unknown"},
+                "v2",
+                parameters=p,
+            )
+        },
+        base + "/infer": {
+            "post": _op(
+                "infer (V2): x FP32 [batch, time, features] -> y FP32 [batch, horizon, targets]" + suffix,
+                s2.InferResponse,
+                _ERRORS_V2,
+                "v2",
+                parameters=p,
+                requestBody=_body(s2.InferRequest, INFER_EXAMPLE),
+            )
+        },
+    }
+
+
+def build(settings: Settings) -> dict[str, Any]:
+    """The document, with this deployment's limits filled in."""
+    pairs = [(m, "validation") for m in _REQUESTS] + [(m, "serialization") for m in _RESPONSES]
+    _, top = models_json_schema(pairs, ref_template=_REF)  # type: ignore[arg-type]
+    components = top["$defs"]
+    components["ForecastRequest"]["properties"]["series"]["maxItems"] = settings.max_series
+    paths: dict[str, Any] = {
+        "/v1/models": {"get": _op("list models", s1.ModelList, {}, "v1")},
+        "/v1/models/{name}": {
+            "get": _op("describe one model", s1.ModelInfo, {"404": "unknown model"}, "v1", parameters=_name())
+        },
+        "/v1/models/{name}/forecast": {
+            "post": _op(
+                "forecast one series or many (one model call)",
+                s1.ForecastResponse,
+                _ERRORS_V1,
+                "v1",
+                parameters=_name(),
+                requestBody=_body(s1.ForecastRequest, FORECAST_EXAMPLE),
+                description="History longer than the model's window is cut to its tail; shorter is a 422 "
+                "that names the minimum. The answer carries the version (also in X-Model-Version).",
+            )
+        },
+        "/healthz": {"get": _op("liveness: the process answers", s1.Health, {}, "ops")},
+        "/readyz": {
+            "get": _op(
+                "readiness: every model loaded and warmed up",
+                s1.Readiness,
+                {"503": "not ready; details say which model and why"},
+                "ops",
+            )
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "tags": ["ops"],
+                "responses": {
+                    "200": {
+                        "description": "text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/v2": {"get": _op("server metadata (V2)", s2.ServerMetadata, {}, "v2")},
+        "/v2/health/live": {"get": _op("server live (V2)", s2.Live, {}, "v2")},
+        "/v2/health/ready": {
+            "get": _op("server ready (V2): 200 true, 400 false", s2.Ready, {"400": "not ready"}, "v2")
+        },
+    }
+    paths |= _v2_model_paths("", version=False)
+    paths |= _v2_model_paths(" (one version)", version=True)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Seqcast",
+            "version": "1",
+            "description": "Recurrent-network forecasts from versioned ONNX bundles. Errors under /v1 are "
+            '{"error": {"code", "message", "details": [{"loc", "msg"}]}}; under /v2 {"error": "..."}.',
+        },
+        "tags": [
+            {"name": "v1", "description": "forecast API"},
+            {"name": "v2", "description": "KServe V2"},
+            {"name": "ops", "description": "health and metrics"},
+        ],
+        "paths": paths,
+        "components": {"schemas": components},
+    }

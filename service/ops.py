@@ -1,0 +1,69 @@
+"""Operations routes: liveness, readiness, Prometheus metrics, the OpenAPI document and its docs page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, redirect
+
+from service import openapi
+from service.errors import NotReady
+from service.payload import json_response
+from service.state import state
+
+bp = Blueprint("ops", __name__)
+
+# The docs page loads only its own script and style, and talks only to this server.
+_DOCS_CSP = "default-src 'self'; style-src 'self'; script-src 'self'; img-src 'self' data:"
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process answers: nothing else is checked (a liveness probe must not restart a loading worker)."""
+    return json_response({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """200 once every published model is loaded and warmed up; 503 (error shape) until then."""
+    registry = state().registry
+    if not registry.attempted:
+        # Outside gunicorn nothing has loaded the models yet: do it now, unless
+        # another thread already is (then answer 503 at once; a probe must not block).
+        registry.load_all(blocking=False)
+    ready, models, reason = registry.readiness()
+    if not ready:
+        details = [
+            {"loc": ["models", name], "msg": (f.error if (f := registry.failed(name)) else status)}
+            for name, status in models.items()
+            if status != "ready"
+        ]
+        raise NotReady(reason or "not ready", details)
+    served = {n: r.version for n in models if (r := registry.served(n)) is not None}
+    failed = {n: {"version": f.version, "error": f.error} for n in models if (f := registry.failed(n))}
+    return json_response({"ready": True, "models": models, "served": served, "failed": failed})
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    text, content_type = state().metrics.render()
+    return Response(text, content_type=content_type)
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Response:
+    # Built once per app: it depends only on the settings (limits) and the code.
+    cache = current_app.extensions.setdefault("seqcast_openapi", {})
+    if "doc" not in cache:
+        cache["doc"] = openapi.build(state().settings)
+    return json_response(cache["doc"])
+
+
+@bp.get("/docs")
+def docs() -> Response:
+    response = current_app.send_static_file("docs.html")
+    response.headers["Content-Security-Policy"] = _DOCS_CSP
+    return response
+
+
+@bp.get("/")
+def index() -> Response:
+    return redirect("/docs", code=302)  # type: ignore[return-value]

@@ -1,0 +1,76 @@
+"""Request bodies in, JSON out: content type, size limit and orjson on both sides.
+
+orjson parses a 256-series body several times faster than ``json`` and writes
+float32 numpy arrays directly, in their shortest form (``112.3``, not
+``112.30000305175781``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+from flask import Response, request
+
+from service.errors import MalformedJSON, UnsupportedMediaType
+
+JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def is_json_mimetype(mimetype: str) -> bool:
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json")
+    )
+
+
+def check_json_content_type() -> None:
+    """415 unless the body is declared as JSON (``application/json`` or ``application/*+json``)."""
+    if request.content_type == "application/json":  # the common case, without parsing the header
+        return
+    if not is_json_mimetype(request.mimetype):
+        got = request.mimetype or "no Content-Type"
+        raise UnsupportedMediaType(f"expected Content-Type: application/json, got {got}")
+
+
+def read_body() -> bytes:
+    """The raw body; werkzeug raises 413 past ``MAX_CONTENT_LENGTH`` (declared or streamed)."""
+    return request.get_data(cache=False)
+
+
+def parse_json(data: bytes) -> Any:
+    """Parse JSON bytes; 400 with orjson's position on malformed input.
+
+    ``NaN``, ``Infinity`` and floats beyond float64 are not JSON, but Python's
+    ``json.dumps`` writes them by default: those bodies are parsed by the
+    standard library instead, so validation can answer 422 naming the value
+    rather than 400 for the whole body.
+    """
+    if not data:
+        raise MalformedJSON("empty body: send a JSON object")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        error = exc  # orjson's message names the line and column: what a client needs
+    try:
+        parsed = json.loads(data)
+        # The standard library also takes lone surrogates, which no answer could echo.
+        orjson.dumps(parsed)
+    except (ValueError, RecursionError, TypeError, orjson.JSONEncodeError):
+        raise MalformedJSON(f"malformed JSON: {error}") from None
+    return parsed
+
+
+def read_json() -> Any:
+    """Content type, size and syntax checked: the request body as Python objects."""
+    check_json_content_type()
+    return parse_json(read_body())
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    response = Response(
+        orjson.dumps(payload, option=JSON_OPTIONS), status=status, mimetype="application/json"
+    )
+    for key, value in (headers or {}).items():  # cheaper than Response(headers=...) on the hot path
+        response.headers[key] = value
+    return response

@@ -1,0 +1,163 @@
+"""Request and response models of the ``/v1`` API; the OpenAPI document is built from them.
+
+Requests are strict (no ``"12"`` for 12, no unknown fields, so a typo such as
+``horizn`` is an error rather than silently ignored). pydantic validates the
+envelope; the numbers in ``values`` are checked by numpy in ``service.forecast``,
+which is an order of magnitude faster on large batches than per-element
+validation, so their JSON schema is declared here by hand.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from service.manifest import InputWindow, Metrics
+
+_NUMBER = {"type": "number"}
+VALUES_SCHEMA: dict[str, Any] = {
+    "description": (
+        "The history, oldest first. Plain numbers for a model with one feature; rows of "
+        "len(features) numbers (targets first, then covariates) otherwise. Finite numbers only. "
+        "History longer than the model's window is accepted and its tail used."
+    ),
+    "oneOf": [
+        {"type": "array", "items": _NUMBER, "minItems": 1},
+        {"type": "array", "items": {"type": "array", "items": _NUMBER, "minItems": 1}, "minItems": 1},
+    ],
+    "examples": [[112, 118, 132, 129, 121, 135]],
+}
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SeriesIn(_Request):
+    """One series to forecast."""
+
+    id: str | None = Field(default=None, min_length=1, max_length=200, description="echoed in the answer")
+    values: Annotated[list[Any], Field(min_length=1), WithJsonSchema(VALUES_SCHEMA)]
+    start: str | None = Field(
+        default=None,
+        max_length=64,
+        description="ISO 8601 time of values[0]; with the model's frequency it dates the forecast",
+        examples=["1949-01-01"],
+    )
+    timestamps: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None,
+        min_length=1,
+        description="ISO 8601 time of every value, increasing (instead of start)",
+    )
+
+    @model_validator(mode="after")
+    def _one_time_source(self) -> SeriesIn:
+        if self.start is not None and self.timestamps is not None:
+            raise ValueError("give start or timestamps, not both")
+        return self
+
+
+class ForecastRequest(_Request):
+    """``POST /v1/models/<name>/forecast``: one series or many, forecast in one model call."""
+
+    series: list[SeriesIn] = Field(min_length=1, description="at most SEQCAST_MAX_SERIES series")
+    horizon: int | None = Field(
+        default=None, ge=1, description="steps to return; default and maximum: the model's"
+    )
+    levels: list[Annotated[float, Field(gt=0, lt=100)]] | None = Field(
+        default=None,
+        description="prediction-interval levels in percent; rejected: no model has intervals yet",
+    )
+
+    @field_validator("series")
+    @classmethod
+    def _not_too_many(cls, series: list[SeriesIn], info: ValidationInfo) -> list[SeriesIn]:
+        limit = (info.context or {}).get("max_series")
+        if limit is not None and len(series) > limit:
+            raise ValueError(f"{len(series)} series, at most {limit} per request")
+        return series
+
+
+class Forecast(BaseModel):
+    id: str | None = Field(description="the request's id for this series, or null")
+    mean: list[float] | list[list[float]] = Field(
+        description="point forecast, one entry per step: numbers for a single-target model, "
+        "rows of len(targets) numbers for a multi-target one"
+    )
+    timestamps: list[str] | None = Field(
+        default=None,
+        description="time of each forecast step; present when the request dated the series "
+        "(start or timestamps) and the model knows its frequency",
+    )
+
+
+class ForecastResponse(BaseModel):
+    model: str
+    version: str = Field(description="the bundle version that produced this answer (also X-Model-Version)")
+    horizon: int
+    targets: list[str]
+    forecasts: list[Forecast] = Field(description="in the order of the request's series")
+
+
+ModelStatus = Literal["ready", "failed", "not_loaded"]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    status: ModelStatus
+    version: str | None = Field(description="the version this worker serves (or would load: CURRENT)")
+    current: str | None = Field(description="the version CURRENT names on disk")
+    versions: list[str] = Field(description="published versions, oldest first")
+    created: datetime | None = None
+    cell: str | None = None
+    head: str | None = None
+    input_window: InputWindow | None = None
+    horizon: int | None = None
+    features: list[str] = Field(default_factory=list)
+    targets: list[str] = Field(default_factory=list)
+    frequency: str | None = None
+    timestamps_supported: bool = Field(
+        default=False,
+        description="whether forecasts carry timestamps (the frequency is known to the service)",
+    )
+    metrics: Metrics | None = None
+    error: str | None = Field(default=None, description="why the model could not be loaded")
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    ready: bool
+    models: dict[str, ModelStatus]
+    reason: str | None = None
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int] = Field(description="path to the field, e.g. ['series', 0, 'values']")
+    msg: str
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable, machine-readable: invalid_request, model_not_found, ...")
+    message: str
+    details: list[ErrorDetail]
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

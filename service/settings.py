@@ -1,0 +1,139 @@
+"""Service settings: one pydantic-settings class, read from ``SEQCAST_*`` variables.
+
+Built inside ``create_app`` (and by the gunicorn config in the master), never at
+import time. Unsafe values fail at start-up with a message that names the
+variable, rather than at the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "SEQCAST_"
+MiB = 1 << 20
+
+
+def usable_cores() -> int:
+    """CPU cores this process may use: the affinity mask, capped by a cgroup v2 CPU quota.
+
+    ``os.cpu_count()`` reports the host's cores even inside a container limited
+    with ``--cpus``; sizing workers and thread pools from it oversubscribes.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from the environment (``SEQCAST_<FIELD>``)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    model_dir: Path = Field(default=Path("models"), description="bundle store: MODEL_DIR/<name>/<version>/")
+    bind: str = Field(default="127.0.0.1:8000", description="gunicorn bind address (host:port or unix:path)")
+    workers: int = Field(default_factory=usable_cores, ge=1, le=256, description="gunicorn worker processes")
+    threads: int = Field(default=1, ge=1, le=64, description="threads per worker; >1 selects gthread")
+    intra_op_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="onnxruntime intra-op threads per session; default cores // (workers x threads), >= 1",
+    )
+    max_series: int = Field(default=1024, ge=1, le=100_000, description="series per forecast request")
+    max_body_bytes: int = Field(
+        default=8 * MiB, ge=1024, le=256 * MiB, description="request body limit (Flask MAX_CONTENT_LENGTH)"
+    )
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    access_log: bool = Field(
+        default=False, description="gunicorn access log to stdout (metrics count requests)"
+    )
+    timeout: int = Field(
+        default=30, ge=1, le=3600, description="gunicorn: kill a worker silent this long (s)"
+    )
+    graceful_timeout: int = Field(
+        default=20, ge=1, le=3600, description="gunicorn: finish in-flight work (s)"
+    )
+    keepalive: int = Field(default=5, ge=0, le=300, description="gunicorn: idle keep-alive, gthread only (s)")
+    max_requests: int = Field(
+        default=0, ge=0, description="gunicorn: recycle a worker after N requests; 0 off"
+    )
+    poll_seconds: float = Field(
+        default=5.0, ge=0, le=86_400, description="re-read CURRENT this often, hot-swap new versions; 0 off"
+    )
+
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="admin key (Authorization: Bearer) for POST /v1/models/<name>/reload; unset: open",
+    )
+
+    @field_validator("admin_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose passes SEQCAST_ADMIN_KEY= (empty) when the host variable is unset.
+        return None if value == "" else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, value: str) -> str:
+        if value.startswith("unix:"):
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port or unix:/path, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _safe(self) -> Settings:
+        if not self.model_dir.is_dir():
+            raise ValueError(f"model_dir {str(self.model_dir)!r} is not a directory (SEQCAST_MODEL_DIR)")
+        cores = usable_cores()
+        # Threads > cores / workers are for waiting on slow clients, so only an
+        # explicit intra-op count can oversubscribe by construction.
+        if self.intra_op_threads is not None and self.intra_op_threads > 1:
+            busy = self.workers * self.threads * self.intra_op_threads
+            if busy > cores:
+                raise ValueError(
+                    f"intra_op_threads={self.intra_op_threads} with {self.workers} workers x "
+                    f"{self.threads} threads needs {busy} cores, this machine has {cores}; "
+                    "unset SEQCAST_INTRA_OP_THREADS to size it automatically"
+                )
+        if 0 < self.poll_seconds < 0.5:
+            raise ValueError(f"poll_seconds={self.poll_seconds}: at most twice a second, or 0 to disable")
+        if self.workers > 4 * cores:
+            raise ValueError(
+                f"workers={self.workers} on {cores} cores: each worker holds its own model sessions; "
+                "CPU-bound inference gains nothing past one worker per core"
+            )
+        return self
+
+    @property
+    def intra_op(self) -> int:
+        """onnxruntime intra-op threads: cores shared by every thread that may run a session."""
+        if self.intra_op_threads is not None:
+            return self.intra_op_threads
+        return max(1, usable_cores() // (self.workers * self.threads))
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
+    """``SEQCAST_*`` variables that name no setting: most likely typos."""
+    env = os.environ if environ is None else environ
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    return sorted(k for k in env if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)

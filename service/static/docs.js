@@ -1,0 +1,168 @@
+// Renders /openapi.json: operations grouped by tag, schemas as trees, and a
+// "try it" form per operation. Plain DOM, no dependencies, nothing fetched but
+// this server's own endpoints, so it works offline.
+"use strict";
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") node.className = v; else node.setAttribute(k, v);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+let SCHEMAS = {};
+
+function resolve(schema) {
+  if (schema && schema.$ref) return SCHEMAS[schema.$ref.split("/").pop()] || {};
+  return schema || {};
+}
+
+function typeLabel(schema) {
+  if (schema.$ref) return schema.$ref.split("/").pop();
+  const alt = schema.anyOf || schema.oneOf;
+  if (alt) return alt.map(typeLabel).join(" | ");
+  if (schema.type === "array") return typeLabel(schema.items || {}) + "[]";
+  if (schema.enum) return schema.enum.map((v) => JSON.stringify(v)).join(" | ");
+  if (schema.const !== undefined) return JSON.stringify(schema.const);
+  return schema.type || "any";
+}
+
+const LIMITS = ["minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "minItems", "maxItems",
+                "minLength", "maxLength", "pattern", "default"];
+
+function limits(schema) {
+  const out = [];
+  for (const key of LIMITS) if (schema[key] !== undefined) out.push(`${key} ${JSON.stringify(schema[key])}`);
+  return out.length ? ` (${out.join(", ")})` : "";
+}
+
+// Nested objects are expanded, to a bounded depth: recursive models stay finite.
+function schemaTree(schema, depth = 0) {
+  const target = resolve(schema);
+  const props = target.properties;
+  if (!props || depth > 5) return null;
+  const required = new Set(target.required || []);
+  const list = el("ul", { class: "schema" });
+  for (const [name, prop] of Object.entries(props)) {
+    const inner = resolve(prop.items && prop.type === "array" ? prop.items : prop);
+    const anyRef = (prop.anyOf || []).find((s) => s.$ref);
+    list.append(el("li", {},
+      el("span", { class: "name" }, name), ": ",
+      el("span", { class: "type" }, typeLabel(prop)),
+      required.has(name) ? el("span", { class: "req" }, " required") : null,
+      limits(prop),
+      prop.description || inner.description
+        ? el("span", { class: "desc" }, " — " + (prop.description || inner.description)) : null,
+      schemaTree(anyRef || (prop.type === "array" ? prop.items : prop), depth + 1)));
+  }
+  return list;
+}
+
+function tryIt(path, method, op) {
+  const box = el("div", {});
+  const params = (op.parameters || []).filter((p) => p.in === "path");
+  const inputs = {};
+  for (const p of params) {
+    inputs[p.name] = el("input", { value: p.name === "name" ? window.SEQCAST_MODEL || "" : "" });
+    box.append(el("label", {}, p.name), inputs[p.name]);
+  }
+  let example = op.requestBody && op.requestBody.content["application/json"].example;
+  if (example && example.series && window.SEQCAST_WINDOW) {
+    // Stretch the example history to the first model's window, so "Send" works as is.
+    example = JSON.parse(JSON.stringify(example));
+    for (const s of example.series) {
+      const base = s.values;
+      s.values = Array.from({ length: window.SEQCAST_WINDOW }, (_, i) => base[i % base.length]);
+    }
+  }
+  const body = example !== undefined ? el("textarea", {}, JSON.stringify(example, null, 2)) : null;
+  if (body) box.append(el("label", {}, "body (application/json)"), body);
+  const out = el("pre", { class: "out" }, "—");
+  const send = el("button", { type: "button" }, "Send");
+  send.addEventListener("click", async () => {
+    let url = path;
+    for (const p of params) url = url.replace(`{${p.name}}`, encodeURIComponent(inputs[p.name].value));
+    out.textContent = "…";
+    try {
+      const init = { method: method.toUpperCase() };
+      if (body) { init.body = body.value; init.headers = { "Content-Type": "application/json" }; }
+      const res = await fetch(url, init);
+      const text = await res.text();
+      let shown = text;
+      try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch (e) { /* not JSON: show as is */ }
+      out.textContent = `${res.status} ${res.statusText}\n` + shown;
+    } catch (err) {
+      out.textContent = String(err);
+    }
+  });
+  box.append(send, out);
+  return box;
+}
+
+function operation(path, method, op, id) {
+  const bodyDiv = el("div", { class: "body" });
+  if (op.description) bodyDiv.append(el("p", {}, op.description));
+  if (op.requestBody) {
+    const schema = op.requestBody.content["application/json"].schema;
+    bodyDiv.append(el("h4", {}, "Request body: ", typeLabel(schema)), schemaTree(schema));
+  }
+  const rows = Object.entries(op.responses || {}).map(([code, r]) => {
+    const schema = r.content && (r.content["application/json"] || r.content["text/plain"]).schema;
+    return el("tr", {}, el("td", {}, code), el("td", {}, r.description || ""),
+              el("td", {}, schema ? typeLabel(schema) : ""));
+  });
+  bodyDiv.append(el("h4", {}, "Responses"), el("table", {}, rows));
+  const ok = op.responses && op.responses["200"] && op.responses["200"].content;
+  const okSchema = ok && ok["application/json"] && ok["application/json"].schema;
+  if (okSchema && resolve(okSchema).properties) bodyDiv.append(el("h4", {}, "200 body"), schemaTree(okSchema));
+  bodyDiv.append(el("h4", {}, "Try it"), tryIt(path, method, op));
+  const attrs = { class: "op", id };
+  if (path.endsWith("/forecast")) attrs.open = "";  // the one most readers came for
+  return el("details", attrs,
+    el("summary", {}, el("span", { class: `method ${method}` }, method.toUpperCase()),
+       el("span", { class: "path" }, path), el("span", { class: "summary" }, op.summary || "")),
+    bodyDiv);
+}
+
+async function main() {
+  const container = document.getElementById("ops");
+  let doc;
+  try {
+    const res = await fetch("/openapi.json");
+    doc = await res.json();
+  } catch (err) {
+    container.textContent = "Could not load /openapi.json: " + err;
+    return;
+  }
+  SCHEMAS = (doc.components && doc.components.schemas) || {};
+  document.getElementById("title").textContent = `${doc.info.title} API ${doc.info.version}`;
+  document.getElementById("description").textContent = doc.info.description || "";
+  try {  // prefill the model name in "try it" forms with the first model served
+    const models = await (await fetch("/v1/models")).json();
+    const first = models.models.find((m) => m.input_window) || models.models[0];
+    window.SEQCAST_MODEL = first ? first.name : "";
+    window.SEQCAST_WINDOW = first && first.input_window ? first.input_window.length : 0;
+  } catch (e) { window.SEQCAST_MODEL = ""; }
+  container.replaceChildren();
+  const toc = document.getElementById("toc");
+  let n = 0;
+  for (const tag of doc.tags || [{ name: "" }]) {
+    toc.append(el("h3", {}, tag.name));
+    container.append(el("h2", {}, tag.name + (tag.description ? ` — ${tag.description}` : "")));
+    for (const [path, item] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(item)) {
+        if ((op.tags || [""])[0] !== tag.name) continue;
+        const id = `op-${n++}`;
+        container.append(operation(path, method, op, id));
+        toc.append(el("a", { href: `#${id}` }, `${method.toUpperCase()} ${path}`));
+      }
+    }
+  }
+}
+
+document.addEventListener("DOMContentLoaded", main);

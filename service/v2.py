@@ -1,0 +1,202 @@
+"""The KServe V2 / Open Inference Protocol over REST, under ``/v2``.
+
+Health, server and model metadata, model readiness, and ``infer`` on the one
+input ``x`` FP32 ``[batch, time, features]`` returning ``y`` FP32
+``[batch, horizon, targets]``. Tensor data may be JSON (flat row-major or
+nested) or raw little-endian bytes after the JSON header (Triton's
+binary-tensor extension, which tritonclient uses by default). As in ``/v1``,
+history longer than the model's window is cut to its tail.
+
+As the protocol prescribes, errors here are ``{"error": "<message>"}`` (400
+for a bad request, 404 unknown model, 503 not ready), and a health or
+readiness answer of false is a 400.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+from flask import Blueprint, Response, request
+from pydantic import ValidationError
+
+from service.errors import ModelNotFound, NotReady, ServiceError, UnsupportedMediaType, format_loc
+from service.forecast import numbers_array
+from service.metrics import now
+from service.payload import JSON_OPTIONS, is_json_mimetype, json_response, parse_json, read_body
+from service.registry import Served
+from service.schemas_v2 import InferRequest
+from service.state import state
+
+bp = Blueprint("v2", __name__, url_prefix="/v2")
+HEADER_LENGTH = "Inference-Header-Content-Length"
+EXTENSIONS = ["binary_tensor_data"]
+
+
+class BadInfer(ServiceError):
+    status, code = 400, "invalid_request"
+
+
+def _served(name: str, version: str | None) -> Served:
+    served = state().registry.get(name)
+    if version is not None and version != served.version:
+        raise ModelNotFound(f"model {name!r} version {version!r} is not served; served: {served.version}")
+    return served
+
+
+@bp.get("")
+def server_metadata() -> Response:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("seqcast")
+    except PackageNotFoundError:
+        ours = "unknown"
+    return json_response({"name": "seqcast", "version": ours, "extensions": EXTENSIONS})
+
+
+@bp.get("/health/live")
+def live() -> Response:
+    return json_response({"live": True})
+
+
+@bp.get("/health/ready")
+def ready() -> Response:
+    registry = state().registry
+    if not registry.attempted:
+        registry.load_all(blocking=False)
+    is_ready = registry.readiness()[0]
+    return json_response({"ready": is_ready}, status=200 if is_ready else 400)
+
+
+@bp.get("/models/<name>/ready")
+@bp.get("/models/<name>/versions/<version>/ready")
+def model_ready(name: str, version: str | None = None) -> Response:
+    try:
+        _served(name, version)
+    except NotReady:  # unknown models and versions stay 404
+        return json_response({"name": name, "ready": False}, status=400)
+    return json_response({"name": name, "ready": True})
+
+
+@bp.get("/models/<name>")
+@bp.get("/models/<name>/versions/<version>")
+def model_metadata(name: str, version: str | None = None) -> Response:
+    served = _served(name, version)
+    m = served.manifest
+    dynamic = m.input_window.max_length is None
+    return json_response(
+        {
+            "name": name,
+            "versions": [served.version],
+            "platform": "onnxruntime_onnx",
+            "inputs": [
+                {
+                    "name": m.input_name,
+                    "datatype": "FP32",
+                    "shape": [-1, -1 if dynamic else m.input_window.length, len(m.features)],
+                }
+            ],
+            "outputs": [
+                {"name": m.output_name, "datatype": "FP32", "shape": [-1, m.horizon, len(m.targets)]}
+            ],
+        }
+    )
+
+
+def _read_request() -> tuple[Any, bytes]:
+    """(JSON header, binary tail). JSON, octet-stream or no Content-Type (tritonclient sends none)."""
+    mimetype = request.mimetype
+    if mimetype and not is_json_mimetype(mimetype) and mimetype != "application/octet-stream":
+        raise UnsupportedMediaType(f"expected application/json or application/octet-stream, got {mimetype}")
+    data = read_body()
+    header = request.headers.get(HEADER_LENGTH)
+    if header is None:
+        return parse_json(data), b""
+    if not header.isdigit() or int(header) > len(data):
+        raise BadInfer(f"{HEADER_LENGTH} must be a byte count within the body ({len(data)} bytes)")
+    split = int(header)
+    return parse_json(data[:split]), data[split:]
+
+
+def _tensor(req: InferRequest, binary: bytes, served: Served) -> np.ndarray:
+    """The input ``x`` as float32 ``(batch, time, features)``, checked against the model."""
+    m = served.manifest
+    limits = state().settings
+    if len(req.inputs) != 1 or req.inputs[0].name != m.input_name:
+        raise BadInfer(
+            f"expected exactly one input named {m.input_name!r}, got {[i.name for i in req.inputs]}"
+        )
+    tensor = req.inputs[0]
+    if tensor.datatype != "FP32":
+        raise BadInfer(f"input {tensor.name!r}: datatype must be FP32, got {tensor.datatype}")
+    if len(tensor.shape) != 3 or tensor.shape[2] != len(m.features):
+        raise BadInfer(f"input shape must be [batch, time, {len(m.features)}], got {tensor.shape}")
+    batch, time, features = tensor.shape
+    if not 1 <= batch <= limits.max_series:
+        raise BadInfer(f"batch must be 1..{limits.max_series}, got {batch}")
+    if time < m.input_window.min_length:
+        raise BadInfer(f"{time} time steps, the model needs at least {m.input_window.min_length}")
+    count = batch * time * features
+    size = (tensor.parameters or {}).get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or size != 4 * count or len(binary) != size:
+            raise BadInfer(
+                f"binary_data_size must be {4 * count} bytes for shape {tensor.shape} "
+                f"and match the {len(binary)} bytes after the header"
+            )
+        flat = np.frombuffer(binary, dtype="<f4").astype(np.float32, copy=False)
+    else:
+        if tensor.data is None:
+            raise BadInfer(f"input {tensor.name!r} has no data and no binary_data_size")
+        try:
+            flat = numbers_array(tensor.data)
+        except ValueError as exc:
+            raise BadInfer(f"input {tensor.name!r} data: {exc}") from None
+        if flat.size != count:
+            raise BadInfer(
+                f"input {tensor.name!r} has {flat.size} values, shape {tensor.shape} needs {count}"
+            )
+    if not np.isfinite(flat).all():  # raw bytes can hold anything
+        raise BadInfer(f"input {tensor.name!r} holds NaN or infinity")
+    x = flat.reshape(batch, time, features)
+    return np.ascontiguousarray(x[:, -m.input_window.length :])
+
+
+@bp.post("/models/<name>/infer")
+@bp.post("/models/<name>/versions/<version>/infer")
+def infer(name: str, version: str | None = None) -> Response:
+    app_state = state()
+    served = _served(name, version)
+    raw, binary = _read_request()
+    try:
+        req = InferRequest.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise BadInfer(f"{format_loc(first['loc'])}: {first['msg']}") from None
+    m = served.manifest
+    wanted = req.outputs or []
+    unknown = [o.name for o in wanted if o.name != m.output_name]
+    if unknown:
+        raise BadInfer(f"unknown output(s) {unknown}; the model has {m.output_name!r}")
+    as_binary = any((o.parameters or {}).get("binary_data") is True for o in wanted) or (
+        (req.parameters or {}).get("binary_data_output") is True
+    )
+    x = _tensor(req, binary, served)
+    started = now()
+    y = served.predictor.predict(x)  # (batch, horizon, targets)
+    app_state.metrics.observe_prediction(name, served.version, x.shape[0], now() - started)
+    output: dict[str, Any] = {"name": m.output_name, "datatype": "FP32", "shape": list(y.shape)}
+    body: dict[str, Any] = {"model_name": name, "model_version": served.version, "outputs": [output]}
+    if req.id is not None:
+        body["id"] = req.id
+    headers = {"X-Model-Version": served.version}
+    if not as_binary:
+        output["data"] = np.ascontiguousarray(y).ravel()
+        return json_response(body, headers=headers)
+    raw_y = np.ascontiguousarray(y, dtype="<f4").tobytes()
+    output["parameters"] = {"binary_data_size": len(raw_y)}
+    head = orjson.dumps(body, option=JSON_OPTIONS)
+    headers[HEADER_LENGTH] = str(len(head))
+    return Response(head + raw_y, headers=headers, mimetype="application/octet-stream")

@@ -1,0 +1,241 @@
+"""Hot reload under load, with the real gunicorn (2 workers) on 127.0.0.1.
+
+While a few client threads forecast continuously:
+- a new version is published: zero failed requests, every answer from the old or
+  the new version, and after the swap only the new one;
+- a corrupt bundle is published (truncated ONNX; a manifest that does not match
+  its graph): zero failed requests, the old version still served, and /readyz
+  and /v1/models/<name> say which version failed;
+- one worker is killed with SIGKILL: gunicorn replaces it, and the failed
+  requests are at most the ones in flight on that worker (recorded).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_service_e2e import call, free_port
+
+from service import store
+from service.manifest import Manifest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+CLIENTS = 3
+POLL = 0.5  # seconds between CURRENT checks in each worker (the smallest allowed)
+
+
+@dataclass
+class Publisher:
+    model_dir: Path
+    onnx_bytes: bytes
+    manifest: Manifest
+    clock: datetime = field(default_factory=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+
+    def publish(self, onnx_bytes: bytes | None = None, **changes: Any) -> str:
+        """Publish the trained model again (or other bytes) as a new version and make it CURRENT."""
+        self.clock += timedelta(minutes=1)
+        data = self.onnx_bytes if onnx_bytes is None else onnx_bytes
+        sha = store.sha256_bytes(data)
+        m = self.manifest.model_copy(
+            update={
+                "version": store.new_version(sha, self.clock),
+                "created": self.clock,
+                "onnx_sha256": sha,
+                **changes,
+            }
+        )
+        Manifest.model_validate(m.model_dump())  # still a valid manifest
+        store.publish(self.model_dir, m, data)
+        return m.version
+
+
+@pytest.fixture(scope="module")
+def publisher(tmp_path_factory: pytest.TempPathFactory) -> Publisher:
+    from conftest import DEMO_CONFIG, TINY_OVERRIDES
+
+    from training.config import load_config
+    from training.pipeline import export_run, train_run
+
+    run = train_run(load_config(DEMO_CONFIG, [*TINY_OVERRIDES, 'export.name="hot"']))
+    onnx_bytes, manifest, _ = export_run(run)
+    pub = Publisher(tmp_path_factory.mktemp("hot-models"), onnx_bytes, manifest)
+    pub.publish()
+    return pub
+
+
+def children(pid: int) -> set[int]:
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.add(int(entry))
+    return out
+
+
+@pytest.fixture
+def server(publisher: Publisher, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    publisher.publish()  # start from a good CURRENT (an earlier test may have left a corrupt one)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEQCAST_", "PROMETHEUS_"))}
+    env |= {
+        "SEQCAST_MODEL_DIR": str(publisher.model_dir),
+        "SEQCAST_BIND": f"127.0.0.1:{port}",
+        "SEQCAST_WORKERS": "2",
+        "SEQCAST_POLL_SECONDS": str(POLL),
+        "SEQCAST_TIMEOUT": "20",
+        "SEQCAST_GRACEFUL_TIMEOUT": "5",
+    }
+    log = tmp_path / "gunicorn.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(GUNICORN), "-c", "service/gunicorn.conf.py", "service:create_app()"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if call(f"{base}/readyz", timeout=2)[0] == 200 and len(children(proc.pid)) == 2:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "not ready after 30 s:\n" + log.read_text()
+            time.sleep(0.1)
+        yield base, proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Load:
+    """Client threads forecasting in a loop; every answer is recorded as (time, status, version)."""
+
+    def __init__(self, base: str, name: str) -> None:
+        self.url = f"{base}/v1/models/{name}/forecast"
+        self.body = json.dumps({"series": [{"values": [100.0 + i for i in range(12)]}]}).encode()
+        self.results: list[tuple[float, int, str | None]] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(CLIENTS)]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status, headers, body = call(self.url, self.body, timeout=10)
+                version = json.loads(body).get("version") if status == 200 else None
+                assert status != 200 or headers.get("X-Model-Version") == version
+                row = (time.monotonic(), status, version)
+            except Exception as exc:  # connection reset by a killed worker, timeouts
+                row = (time.monotonic(), 0, None)
+                with self._lock:
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+            with self._lock:
+                self.results.append(row)
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=15)
+
+    def since(self, t0: float) -> list[tuple[float, int, str | None]]:
+        with self._lock:
+            return [r for r in self.results if r[0] >= t0]
+
+    def wait_for(self, predicate: Any, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out; last answers {self.results[-5:]}"
+            time.sleep(0.05)
+
+
+def test_publish_new_then_corrupt_versions_under_load(server, publisher):
+    base, _ = server
+    old = store.read_current(publisher.model_dir, "hot")
+    with Load(base, "hot") as load:
+        load.wait_for(lambda: len(load.results) >= 30)
+
+        new = publisher.publish()
+        t_publish = time.monotonic()
+        # both workers poll every 0.5 s and load in well under a second
+        load.wait_for(lambda: [v for _, _, v in load.since(t_publish + 3 * POLL + 2.0)][:20].count(new) == 20)
+        t_after = time.monotonic()
+        load.wait_for(lambda: len(load.since(t_after)) >= 30)
+        answers = load.since(0)
+        assert all(s == 200 for _, s, _ in answers), Counter(s for _, s, _ in answers)
+        assert {v for _, _, v in answers} == {old, new}
+        assert {v for _, _, v in load.since(t_after)} == {new}  # after the swap: only the new one
+
+        # A truncated ONNX file (its sha256 matches, so only loading can find out) ...
+        truncated = publisher.publish(publisher.onnx_bytes[: len(publisher.onnx_bytes) // 2])
+        # ... and a manifest that does not match its graph (3 features; the graph takes 1).
+        mismatched = publisher.publish(features=["value", "a", "b"])
+        t_bad = time.monotonic()
+        time.sleep(6 * POLL + 2.0)  # every worker has seen both
+        bad_window = load.since(t_bad)
+        assert len(bad_window) >= 20
+        assert all(s == 200 and v == new for _, s, v in bad_window), Counter((s, v) for _, s, v in bad_window)
+    assert load.errors == []
+
+    status, _, body = call(f"{base}/readyz")
+    assert status == 200, body  # still serving the last good version
+    info = json.loads(call(f"{base}/v1/models/hot")[2])
+    assert info["version"] == new and info["current"] == mismatched
+    assert info["failed_version"] == mismatched and "features" in info["error"]
+    assert truncated != mismatched
+
+
+def test_killed_worker_is_replaced(server, publisher):
+    base, proc = server
+    workers = children(proc.pid)
+    assert len(workers) == 2
+    with Load(base, "hot") as load:
+        load.wait_for(lambda: len(load.results) >= 30)
+        victim = sorted(workers)[0]
+        os.kill(victim, signal.SIGKILL)
+        t_kill = time.monotonic()
+        load.wait_for(lambda: len(children(proc.pid)) == 2 and victim not in children(proc.pid), timeout=30)
+        load.wait_for(lambda: sum(1 for _, s, _ in load.since(t_kill + 3.0) if s == 200) >= 30, timeout=30)
+    failed = [r for r in load.results if r[1] != 200]
+    # Only requests in flight on the killed worker can fail: at most one per client thread.
+    print(
+        f"\nkill -9 of one worker under {CLIENTS} clients: {len(failed)} failed of {len(load.results)}"
+        f" requests; errors: {load.errors}"
+    )
+    assert len(failed) <= CLIENTS
+    assert all(s == 200 for _, s, _ in load.since(t_kill + 3.0))

@@ -1,0 +1,324 @@
+"""The HTTP layer in-process (Flask test client) with stand-in predictors: answers and every bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from service_stubs import (
+    StubPredictor,
+    make_manifest,
+    publish_stub,
+    settings_for,
+    standard_models,
+    stub_loader,
+)
+
+from service import store
+from service.app import create_app
+from service.schemas import ErrorResponse, ForecastRequest, ForecastResponse, ModelList
+
+SIX = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("stub-models")
+    standard_models(path)
+    return path
+
+
+@pytest.fixture
+def app(model_dir: Path) -> Flask:
+    return create_app(settings_for(model_dir, max_series=4, max_body_bytes=4096), loader=stub_loader)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def post(client: FlaskClient, model: str, body: Any, **kw: Any) -> Any:
+    return client.post(f"/v1/models/{model}/forecast", json=body, **kw)
+
+
+def error_of(response: Any) -> dict[str, Any]:
+    payload = response.get_json()
+    ErrorResponse.model_validate(payload)  # one shape for every error
+    return payload["error"]
+
+
+# -- answers -------------------------------------------------------------------
+
+
+def test_forecast_one_series_uses_the_tail_and_dates_the_steps(client: FlaskClient) -> None:
+    r = post(client, "uni", {"series": [{"id": "a", "values": [9, 9, *SIX], "start": "1949-01-01"}]})
+    assert r.status_code == 200, r.data
+    body = r.get_json()
+    ForecastResponse.model_validate(body)
+    assert r.headers["X-Model-Version"] == body["version"] == "v1"
+    assert body["model"] == "uni" and body["horizon"] == 3 and body["targets"] == ["value"]
+    (f,) = body["forecasts"]
+    assert f["id"] == "a"
+    assert f["mean"] == [7.0, 8.0, 9.0]  # stub: last value + step
+    # 8 monthly values from 1949-01 end in 1949-08; the forecast continues from there.
+    assert f["timestamps"] == ["1949-09-01", "1949-10-01", "1949-11-01"]
+
+
+def test_many_series_go_in_one_model_call(app: Flask) -> None:
+    client = app.test_client()
+    series = [{"values": SIX}, {"values": [0, *SIX]}, {"values": [[v] for v in SIX]}]
+    r = post(client, "uni", {"series": series, "horizon": 2})
+    assert r.status_code == 200, r.data
+    body = r.get_json()
+    assert [f["mean"] for f in body["forecasts"]] == [[7.0, 8.0]] * 3
+    assert [f["id"] for f in body["forecasts"]] == [None] * 3
+    assert all("timestamps" not in f for f in body["forecasts"])
+    predictor = app.extensions["seqcast"].registry.served("uni").predictor
+    assert isinstance(predictor, StubPredictor) and predictor.calls == [(3, 6, 1)]
+
+
+def test_multi_target_model_answers_rows_and_keeps_time_of_day(client: FlaskClient) -> None:
+    values = [[1, 10, 0.5], [2, 20, 0.5], [3, 30, 0.5], [4, 40, 0.5]]
+    stamps = ["2026-03-01T10:00:00+01:00", "2026-03-01T11:00:00+01:00", "2026-03-01T12:00:00+01:00",
+              "2026-03-01T13:00:00+01:00"]  # fmt: skip
+    r = post(client, "multi", {"series": [{"values": values, "timestamps": stamps}]})
+    assert r.status_code == 200, r.data
+    (f,) = r.get_json()["forecasts"]
+    assert f["mean"] == [[5.0, 41.0], [6.0, 42.0]]
+    assert f["timestamps"] == ["2026-03-01T14:00:00+01:00", "2026-03-01T15:00:00+01:00"]
+
+
+def test_model_without_frequency_answers_without_timestamps(client: FlaskClient) -> None:
+    r = post(client, "nofreq", {"series": [{"values": SIX, "start": "2020-01-01"}]})
+    assert r.status_code == 200
+    assert "timestamps" not in r.get_json()["forecasts"][0]
+
+
+def test_nan_from_a_python_client_is_a_422_naming_the_value(client: FlaskClient) -> None:
+    body = json.dumps({"series": [{"values": [1, float("nan"), 3, 4, 5, 6]}]})  # writes a bare NaN
+    r = client.post("/v1/models/uni/forecast", data=body, content_type="application/json")
+    assert r.status_code == 422
+    err = error_of(r)
+    assert err["details"][0]["loc"] == ["series", 0, "values", 1]
+    assert "NaN" in err["message"]
+
+
+def test_list_and_describe_models(client: FlaskClient) -> None:
+    r = client.get("/v1/models")
+    assert r.status_code == 200
+    listing = ModelList.model_validate(r.get_json())
+    names = [m.name for m in listing.models]
+    assert names == ["broken", "multi", "nofreq", "uni"]  # 'staged' has no CURRENT: not served
+    r = client.get("/v1/models/multi")
+    info = r.get_json()
+    assert info["features"] == ["x", "y", "temp"] and info["targets"] == ["x", "y"]
+    assert info["input_window"]["length"] == 4 and info["horizon"] == 2 and info["versions"] == ["v1"]
+    assert info["status"] == "not_loaded" and info["timestamps_supported"] is True
+    post(client, "multi", {"series": [{"values": [[1, 2, 3]] * 4}]})
+    assert client.get("/v1/models/multi").get_json()["status"] == "ready"
+    post(client, "broken", {"series": [{"values": SIX}]})
+    broken = client.get("/v1/models/broken").get_json()
+    assert broken["status"] == "failed" and "cannot parse" in broken["error"]
+
+
+def test_health_and_readiness(client: FlaskClient, tmp_path: Path) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    r = client.get("/readyz")  # 'broken' never loads
+    assert r.status_code == 503
+    err = error_of(r)
+    assert err["code"] == "not_ready"
+    assert {"loc": ["models", "broken"], "msg": "RuntimeError: cannot parse model.onnx (stub)"} in err[
+        "details"
+    ]
+
+    empty = create_app(settings_for(tmp_path), loader=stub_loader).test_client()
+    assert empty.get("/readyz").status_code == 503  # nothing to serve is not ready
+    publish_stub(tmp_path, make_manifest("uni"))
+    fresh = create_app(settings_for(tmp_path), loader=stub_loader)
+    assert fresh.extensions["seqcast"].registry.served("uni") is None  # nothing loads in the factory
+    r = fresh.test_client().get("/readyz")
+    assert r.status_code == 200
+    assert r.get_json() == {"ready": True, "models": {"uni": "ready"}, "served": {"uni": "v1"}, "failed": {}}
+
+
+def test_openapi_is_built_from_the_validating_models(client: FlaskClient) -> None:
+    doc = client.get("/openapi.json").get_json()
+    schemas = doc["components"]["schemas"]
+    assert schemas["ForecastRequest"]["properties"]["series"]["maxItems"] == 4  # this app's limit
+    assert schemas["ForecastRequest"]["additionalProperties"] is False
+    refs = {m.split("/")[-1] for m in _refs(doc)}
+    assert refs <= set(schemas), refs - set(schemas)
+    example = doc["paths"]["/v1/models/{name}/forecast"]["post"]["requestBody"]["content"]["application/json"]
+    ForecastRequest.model_validate(example["example"])
+    assert {"/v1/models", "/v2/models/{name}/infer", "/readyz", "/metrics"} <= set(doc["paths"])
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return ([node["$ref"]] if "$ref" in node else []) + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
+
+
+def test_docs_page_is_served_from_the_package_without_a_cdn(client: FlaskClient) -> None:
+    r = client.get("/docs")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+    html = r.get_data(as_text=True)
+    for asset in ("/static/docs.js", "/static/docs.css"):
+        assert asset in html
+        res = client.get(asset)
+        assert res.status_code == 200
+        assert "http://" not in res.get_data(as_text=True) and "https://" not in res.get_data(as_text=True)
+        res.close()
+    assert "http://" not in html and "https://" not in html
+    r.close()
+    assert client.get("/").status_code == 302
+
+
+def test_metrics_count_requests_series_and_versions(client: FlaskClient) -> None:
+    post(client, "uni", {"series": [{"values": SIX}, {"values": SIX}]})
+    post(client, "uni", {"series": []})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert (
+        'seqcast_http_requests_total{method="POST",route="/v1/models/<name>/forecast",status="200"} 1.0'
+        in text
+    )
+    assert (
+        'seqcast_http_requests_total{method="POST",route="/v1/models/<name>/forecast",status="422"} 1.0'
+        in text
+    )
+    assert 'seqcast_series_total{model="uni"} 2.0' in text
+    assert 'seqcast_model_info{model="uni",version="v1"} 1.0' in text
+
+
+def test_an_unexpected_failure_is_a_json_500_without_internals(model_dir: Path) -> None:
+    class Exploding(StubPredictor):
+        def predict(self, x: Any) -> Any:
+            raise RuntimeError("secret internals")
+
+    app = create_app(settings_for(model_dir), loader=lambda b: Exploding(store.verify_bundle(b)))
+    r = post(app.test_client(), "uni", {"series": [{"values": SIX}]})
+    assert r.status_code == 500
+    err = error_of(r)
+    assert err["code"] == "internal_error" and "secret" not in r.get_data(as_text=True)
+
+
+# -- bad input: status, stable code and the field at fault ---------------------
+
+JSON = "application/json"
+V = ["series", 0, "values"]  # loc of the first series' values
+
+
+def one(values: Any = SIX, **fields: Any) -> dict[str, Any]:
+    """A request with one series."""
+    return {"series": [{"values": values, **fields}]}
+
+
+def months(*m: int, suffix: str = "") -> list[str]:
+    return [f"2020-{i:02d}-01{suffix}" for i in m]
+
+
+INVALID = (422, "invalid_request")
+MIXED_ZONES = [*months(1, 2, 3, 4, 5, suffix="T00:00"), "2020-06-01T00:00Z"]
+BAD: list[tuple[str, str, Any, str, tuple[int, str], list[Any] | None]] = [
+    # (id, model, body: bytes are sent as is, content type, (status, code), loc of the first detail)
+    ("not-json", "uni", b'{"series": [', JSON, (400, "malformed_json"), None),
+    ("empty-body", "uni", b"", JSON, (400, "malformed_json"), None),
+    ("bad-utf8", "uni", b'{"series": "\xff"}', JSON, (400, "malformed_json"), None),
+    ("no-content-type", "uni", b'{"series": []}', "", (415, "unsupported_media_type"), None),
+    ("text-plain", "uni", b'{"series": []}', "text/plain", (415, "unsupported_media_type"), None),
+    ("form", "uni", b"series=1", "application/x-www-form-urlencoded", (415, "unsupported_media_type"), None),
+    ("not-an-object", "uni", [1, 2], JSON, INVALID, []),
+    ("no-series", "uni", {"horizon": 2}, JSON, INVALID, ["series"]),
+    ("typo-field", "uni", {**one(), "horizn": 2}, JSON, INVALID, ["horizn"]),
+    ("no-series-items", "uni", {"series": []}, JSON, INVALID, ["series"]),
+    ("too-many-series", "uni", {"series": one()["series"] * 5}, JSON, INVALID, ["series"]),
+    ("series-not-object", "uni", {"series": [SIX]}, JSON, INVALID, ["series", 0]),
+    ("empty-values", "uni", one([]), JSON, INVALID, V),
+    ("values-not-list", "uni", one(3), JSON, INVALID, V),
+    ("string-value", "uni", one([1, 2, "3", 4, 5, 6]), JSON, INVALID, [*V, 2]),
+    ("null-value", "uni", one([1, None, 3, 4, 5, 6]), JSON, INVALID, [*V, 1]),
+    ("bool-value", "uni", one([1, 2, 3, 4, 5, True]), JSON, INVALID, [*V, 5]),
+    ("nan", "uni", b'{"series": [{"values": [1, 2, NaN, 4, 5, 6]}]}', JSON, INVALID, [*V, 2]),
+    ("infinity", "uni", b'{"series": [{"values": [1, 2, 3, -Infinity, 5, 6]}]}', JSON, INVALID, [*V, 3]),
+    ("beyond-float64", "uni", b'{"series": [{"values": [1e400, 2, 3, 4, 5, 6]}]}', JSON, INVALID, [*V, 0]),
+    ("beyond-float32", "uni", one([1, 2, 3, 4, 5, 1e39]), JSON, INVALID, [*V, 5]),
+    ("too-short", "uni", {"series": [{"values": SIX}, {"values": [1, 2, 3]}]}, JSON, INVALID,
+     ["series", 1, "values"]),
+    ("mixed-rows", "uni", one([1, [2], 3, 4, 5, 6]), JSON, INVALID, V),
+    ("ragged-rows", "multi", one([[1, 2, 3], [1, 2], [1, 2, 3], [1, 2, 3]]), JSON, INVALID, V),
+    ("wrong-feature-count", "multi", one([[1, 2]] * 4), JSON, INVALID, V),
+    ("plain-numbers-for-covariates", "multi", one([1, 2, 3, 4]), JSON, INVALID, V),
+    ("nested-string", "multi", one([[1, 2, 3]] * 3 + [[1, "x", 3]]), JSON, INVALID, [*V, 3, 1]),
+    ("horizon-too-long", "uni", {**one(), "horizon": 4}, JSON, INVALID, ["horizon"]),
+    ("horizon-zero", "uni", {**one(), "horizon": 0}, JSON, INVALID, ["horizon"]),
+    ("horizon-string", "uni", {**one(), "horizon": "2"}, JSON, INVALID, ["horizon"]),
+    ("levels", "uni", {**one(), "levels": [80, 95]}, JSON, INVALID, ["levels"]),
+    ("id-not-string", "uni", one(id=7), JSON, INVALID, ["series", 0, "id"]),
+    ("duplicate-id", "uni", {"series": [{"id": "a", "values": SIX}] * 2}, JSON, INVALID, ["series", 1, "id"]),
+    ("start-and-timestamps", "uni", one(start="2020-01-01", timestamps=["x"]), JSON, INVALID, ["series", 0]),
+    ("bad-start", "uni", one(start="yesterday"), JSON, INVALID, ["series", 0, "start"]),
+    ("bad-start-no-frequency", "nofreq", one(start="2020-13-01"), JSON, INVALID, ["series", 0, "start"]),
+    ("timestamps-count", "uni", one(timestamps=months(1)), JSON, INVALID, ["series", 0, "timestamps"]),
+    ("timestamp-unparsable", "uni", one(timestamps=[*months(1, 2), "March", *months(4, 5, 6)]), JSON, INVALID,
+     ["series", 0, "timestamps", 2]),
+    ("timestamps-decreasing", "uni", one(timestamps=months(6, 5, 4, 3, 2, 1)), JSON, INVALID,
+     ["series", 0, "timestamps"]),
+    ("timestamps-mixed-zones", "uni", one(timestamps=MIXED_ZONES), JSON, INVALID, [*V[:2], "timestamps"]),
+    ("forecast-past-9999", "uni", one(start="9999-07-01"), JSON, INVALID, ["series", 0, "start"]),
+    ("unknown-model", "nope", one(), JSON, (404, "model_not_found"), None),
+    ("not-a-model-name", "..", one(), JSON, (404, "model_not_found"), None),
+    ("staged-without-current", "staged", one(), JSON, (404, "model_not_found"), None),
+    ("failed-model", "broken", one(), JSON, (503, "not_ready"), None),
+    ("body-too-large", "uni", one([1.5] * 2000), JSON, (413, "payload_too_large"), None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "ctype", "expected", "loc"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
+)
+def test_bad_input(
+    client: FlaskClient, model: str, body: Any, ctype: str, expected: tuple[int, str], loc: list[Any] | None
+) -> None:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    headers = {"Content-Type": ctype} if ctype else {}
+    r = client.post(f"/v1/models/{model}/forecast", data=data, headers=headers)
+    assert (r.status_code, error_of(r)["code"]) == expected, r.data
+    err = error_of(r)
+    assert err["message"]
+    if loc is not None:
+        assert err["details"] and err["details"][0]["loc"] == loc, err
+        assert err["details"][0]["msg"]
+        assert err["message"].startswith(_format(loc)), err["message"]
+
+
+def _format(loc: list[Any]) -> str:
+    from service.errors import format_loc
+
+    return format_loc(loc)
+
+
+def test_every_bad_series_is_reported_at_once(client: FlaskClient) -> None:
+    r = post(client, "uni", {"series": [{"values": [1]}, {"values": SIX}, {"values": ["a"] * 6}]})
+    err = error_of(r)
+    assert [d["loc"] for d in err["details"]] == [["series", 0, "values"], ["series", 2, "values", 0]]
+    assert "the model needs at least 6" in err["details"][0]["msg"]
+    assert err["message"].endswith("(and 1 more)")
+
+
+def test_routing_errors_are_json(client: FlaskClient) -> None:
+    r = client.get("/v1/models/uni/forecast")
+    assert r.status_code == 405 and "POST" in r.headers["Allow"]
+    assert error_of(r)["code"] == "method_not_allowed"
+    r = client.get("/no/such/route")
+    assert r.status_code == 404 and error_of(r)["code"] == "not_found"
+    r = client.get("/v1/models/nope")
+    assert r.status_code == 404 and error_of(r)["code"] == "model_not_found"

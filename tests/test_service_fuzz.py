@@ -1,0 +1,130 @@
+"""Property: nothing a client sends makes the service answer 5xx (random JSON, random bytes, near-misses)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from service_stubs import settings_for, standard_models, stub_loader
+
+from service.app import create_app
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+)
+any_json = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    max_leaves=30,
+)
+numbers = st.one_of(st.integers(-(10**6), 10**6), st.floats(allow_nan=True, allow_infinity=True, width=64))
+finite = st.one_of(st.integers(-(10**6), 10**6), st.floats(-1e30, 1e30))
+rows = st.lists(st.lists(numbers, min_size=0, max_size=4), max_size=9)
+# Mostly valid histories for the stub models (uni: window 6; multi: 3 features, window 4), so that
+# the answering path (timestamps, horizon, output) is fuzzed too, not only the rejecting one.
+plausible = st.one_of(
+    st.lists(finite, min_size=6, max_size=10),
+    st.lists(st.lists(finite, min_size=3, max_size=3), min_size=4, max_size=6),
+)
+stamp = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31))
+dates = st.one_of(
+    st.text(max_size=12), stamp.map(lambda d: d.date().isoformat()), stamp.map(datetime.isoformat)
+)
+increasing = st.lists(stamp, min_size=4, max_size=10, unique=True).map(
+    lambda ds: [d.isoformat() for d in sorted(ds)]
+)
+# Near-misses reach deep into validation: the right keys with wrong, edge or almost-right values.
+series = st.fixed_dictionaries(
+    {"values": st.one_of(plausible, plausible, st.lists(numbers, max_size=9), rows, any_json)},
+    optional={
+        "id": st.one_of(st.text(max_size=5), st.integers()),
+        "start": dates,
+        "timestamps": st.one_of(increasing, st.lists(dates, max_size=9)),
+        "extra": any_json,
+    },
+)
+request = st.fixed_dictionaries(
+    {"series": st.one_of(st.lists(series, min_size=1, max_size=5), any_json)},
+    optional={"horizon": st.one_of(st.integers(-3, 5), any_json), "levels": any_json},
+)
+
+
+@st.composite
+def tensor(draw: st.DrawFn) -> dict[str, Any]:
+    shape = draw(st.one_of(st.tuples(st.integers(1, 3), st.integers(3, 8), st.integers(1, 3)).map(list),
+                           st.lists(st.integers(-1, 7), max_size=4)))  # fmt: skip
+    size = max(0, int(np.prod(shape))) if shape else 0
+    data = draw(
+        st.one_of(st.lists(finite, min_size=size, max_size=size), st.lists(numbers, max_size=40), any_json)
+    )
+    out = {"name": draw(st.sampled_from(["x", "x", "y"])), "shape": shape,
+           "datatype": draw(st.sampled_from(["FP32", "FP32", "FP64", "BYTES"])), "data": data}  # fmt: skip
+    if draw(st.booleans()):
+        out["parameters"] = draw(any_json)
+    return out
+
+
+infer = st.fixed_dictionaries(
+    {"inputs": st.one_of(st.lists(tensor(), min_size=1, max_size=2), any_json)},
+    optional={"outputs": any_json, "id": any_json, "parameters": any_json},
+)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> FlaskClient:
+    path: Path = tmp_path_factory.mktemp("fuzz-models")
+    standard_models(path)
+    return create_app(
+        settings_for(path, max_series=4, max_body_bytes=64 * 1024), loader=stub_loader
+    ).test_client()
+
+
+def send(client: FlaskClient, url: str, body: Any) -> int:
+    data = body if isinstance(body, bytes) else json.dumps(body)  # json writes NaN/Infinity: clients do too
+    r = client.post(url, data=data, content_type="application/json")
+    assert r.status_code < 500, (url, body, r.data)
+    assert r.is_json  # every answer, good or bad, is JSON
+    return r.status_code
+
+
+@FUZZ
+@given(body=any_json, model=st.sampled_from(["uni", "multi", "nofreq", "broken", "nope"]))
+def test_random_json_never_5xx_except_a_failed_model(client: FlaskClient, body: Any, model: str) -> None:
+    url = f"/v1/models/{model}/forecast"
+    if model == "broken":  # the one 5xx a client may see: 503, this model is not ready
+        r = client.post(url, data=json.dumps(body), content_type="application/json")
+        assert r.status_code == 503
+        return
+    send(client, url, body)
+
+
+@FUZZ
+@given(body=request, model=st.sampled_from(["uni", "multi", "nofreq"]))
+def test_near_miss_requests_never_5xx(client: FlaskClient, body: Any, model: str) -> None:
+    send(client, f"/v1/models/{model}/forecast", body)
+
+
+@FUZZ
+@given(body=st.binary(max_size=200))
+def test_random_bytes_never_5xx(client: FlaskClient, body: bytes) -> None:
+    send(client, "/v1/models/uni/forecast", body)
+    send(client, "/v2/models/uni/infer", body)
+
+
+@FUZZ
+@given(body=infer, model=st.sampled_from(["uni", "multi"]))
+def test_v2_near_misses_never_5xx(client: FlaskClient, body: Any, model: str) -> None:
+    send(client, f"/v2/models/{model}/infer", body)
