@@ -27,7 +27,9 @@ demo-model: install
 		$(BIN)/seqcast train --config $(DEMO_CONFIG) --model-dir $(MODEL_DIR); \
 	fi
 
+# Serves every model in MODEL_DIR on 127.0.0.1:8000 (SEQCAST_BIND to change); Ctrl-C stops it.
 run: demo-model
+	SEQCAST_MODEL_DIR=$(MODEL_DIR) $(BIN)/gunicorn -c service/gunicorn.conf.py 'service:create_app()'
 
 lint: install
 	$(BIN)/ruff check .
