@@ -76,10 +76,13 @@ print('service image: no torch, no training code; service imports')"
 
 seed_weak() {
     # A deliberately weak first model (2 epochs), so the retraining job has something to beat.
-    $COMPOSE run --rm retrain train --config configs/demo.toml --model-dir /models --epochs 2 -q
+    $COMPOSE --profile retrain run --rm retrain train --config configs/demo.toml --model-dir /models --epochs 2 -q
 }
 
-started_at() { $DOCKER inspect --format '{{.State.StartedAt}}' "$($COMPOSE ps -q api | head -1)"; }
+api_container() {  # by Compose's labels, which docker compose and podman-compose both set
+    $DOCKER ps -q --filter label=com.docker.compose.project=seqcast --filter label=com.docker.compose.service=api | head -1
+}
+started_at() { $DOCKER inspect --format '{{.State.StartedAt}}' "$(api_container)"; }
 
 step "build service image" build service "$SERVICE_IMAGE"
 step "build trainer image" build trainer "$TRAINER_IMAGE"
@@ -92,7 +95,7 @@ first=$(forecast_version)
 echo "forecast served by version $first: $(head -c 200 /tmp/seqcast-smoke-forecast.json)"
 [ -n "$first" ] || { echo "no X-Model-Version header" >&2; exit 1; }
 api_started=$(started_at)
-step "retrain job" $COMPOSE run --rm retrain retrain --config configs/demo.toml --model-dir /models \
+step "retrain job" $COMPOSE --profile retrain run --rm retrain retrain --config configs/demo.toml --model-dir /models \
     --set retrain.config_from=job
 wait_new() {
     for _ in $(seq 1 60); do
