@@ -141,6 +141,21 @@ def build(settings: Settings) -> dict[str, Any]:
                 "that names the minimum. The answer carries the version (also in X-Model-Version).",
             )
         },
+        "/v1/models/{name}/reload": {
+            "post": _op(
+                "re-read CURRENT now in the worker that answers (the others on their next poll) and retry a "
+                "failed version",
+                s1.ModelInfo,
+                {
+                    "401": "an admin key is set and none was sent",
+                    "403": "wrong admin key",
+                    "404": "unknown model",
+                },
+                "v1",
+                parameters=_name(),
+                security=[{"adminKey": []}, {}],
+            )
+        },
         "/healthz": {"get": _op("liveness: the process answers", s1.Health, {}, "ops")},
         "/readyz": {
             "get": _op(
@@ -184,5 +199,14 @@ def build(settings: Settings) -> dict[str, Any]:
             {"name": "ops", "description": "health and metrics"},
         ],
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "adminKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "SEQCAST_ADMIN_KEY; routes are open when it is unset",
+                }
+            },
+        },
     }

@@ -14,6 +14,7 @@ readiness answer of false is a 400.
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -47,11 +48,9 @@ def _served(name: str, version: str | None) -> Served:
 
 @bp.get("")
 def server_metadata() -> Response:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
-        ours = version("seqcast")
-    except PackageNotFoundError:
+        ours = metadata.version("seqcast")
+    except metadata.PackageNotFoundError:  # the service image copies the package, does not install it
         ours = "unknown"
     return json_response({"name": "seqcast", "version": ours, "extensions": EXTENSIONS})
 
@@ -114,7 +113,7 @@ def _read_request() -> tuple[Any, bytes]:
     header = request.headers.get(HEADER_LENGTH)
     if header is None:
         return parse_json(data), b""
-    if not header.isdigit() or int(header) > len(data):
+    if not (header.isascii() and header.isdigit()) or int(header) > len(data):
         raise BadInfer(f"{HEADER_LENGTH} must be a byte count within the body ({len(data)} bytes)")
     split = int(header)
     return parse_json(data[:split]), data[split:]

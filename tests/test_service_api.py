@@ -159,6 +159,19 @@ def test_openapi_is_built_from_the_validating_models(client: FlaskClient) -> Non
     assert {"/v1/models", "/v2/models/{name}/infer", "/readyz", "/metrics"} <= set(doc["paths"])
 
 
+def test_openapi_documents_every_route(app: Flask) -> None:
+    doc = app.test_client().get("/openapi.json").get_json()
+    undocumented = {"/static/<path:filename>", "/docs", "/", "/openapi.json"}
+    for rule in app.url_map.iter_rules():
+        if rule.rule in undocumented:
+            continue
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        assert path in doc["paths"], path
+        assert set(m.lower() for m in rule.methods or ()) - {"head", "options"} <= set(doc["paths"][path]), (
+            path
+        )
+
+
 def _refs(node: Any) -> list[str]:
     if isinstance(node, dict):
         return ([node["$ref"]] if "$ref" in node else []) + [r for v in node.values() for r in _refs(v)]

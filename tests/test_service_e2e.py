@@ -71,8 +71,10 @@ def server(tiny_bundle_dir: Any, tmp_path: Path) -> Iterator[tuple[str, subproce
         deadline = time.monotonic() + 30
         while True:
             assert proc.poll() is None, log.read_text()
+            # Ready, and both workers booted: one may answer while the other still imports.
+            booted = log.read_text().count("loaded and warmed up") == 2
             try:
-                if call(f"{base}/readyz", timeout=2)[0] == 200:
+                if booted and call(f"{base}/readyz", timeout=2)[0] == 200:
                     break
             except OSError:
                 pass  # not listening yet
@@ -128,7 +130,8 @@ def test_gunicorn_serves_the_pytorch_answer_and_stops_cleanly(server: Any, tiny_
     assert "onnxruntime" not in Path(f"/proc/{proc.pid}/maps").read_text()
     workers = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     assert len(workers) == 2
-    assert all("onnxruntime" in Path(f"/proc/{w}/maps").read_text() for w in workers)
+    maps = {w: Path(f"/proc/{w}/maps").read_text() for w in workers}
+    assert all("onnxruntime" in m for m in maps.values()), log.read_text()
 
     # Graceful stop: SIGTERM to the master, which waits for its workers and exits 0.
     proc.send_signal(signal.SIGTERM)

@@ -107,6 +107,7 @@ BAD: list[tuple[str, str, Any, dict[str, str], int]] = [
     ("batch-over-limit", "uni", {"inputs": [{**X1, "shape": [9, 6, 1], "data": [1] * 54}]}, {}, 400),
     ("unknown-output", "uni", {"inputs": [X1], "outputs": [{"name": "z"}]}, {}, 400),
     ("bad-header-length", "uni", {"inputs": [X1]}, {"Inference-Header-Content-Length": "99999"}, 400),
+    ("non-ascii-header-length", "uni", {"inputs": [X1]}, {"Inference-Header-Content-Length": "²"}, 400),
     ("binary-size-mismatch", "uni", {"inputs": [{**X1, "data": None, "parameters": {"binary_data_size": 3}}]},
      {}, 400),
     ("text-plain", "uni", {"inputs": [X1]}, {"Content-Type": "text/plain"}, 415),
