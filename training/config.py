@@ -68,7 +68,7 @@ class TrainConfig(_Section):
     patience: int = Field(default=20, gt=0)  # epochs without val improvement before stopping
     lr_patience: int = Field(default=6, gt=0)  # ReduceLROnPlateau
     lr_factor: float = Field(default=0.5, gt=0, lt=1)
-    clip_norm: float | None = Field(default=1.0, gt=0)  # None: no gradient clipping
+    clip_norm: float | None = Field(default=1.0, ge=0)  # 0 (or None): no gradient clipping
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True  # tqdm bar; one log line per epoch either way

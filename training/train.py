@@ -109,7 +109,7 @@ def fit(model: Forecaster, train: Windows, val: Windows, cfg: TrainConfig) -> Tr
             loss = _scaled_loss(model, loss_fn, xt[idx], yt[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.clip_norm is not None:
+            if cfg.clip_norm:  # 0 or None: off
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
             opt.step()
             running += loss.item() * len(idx)
