@@ -239,3 +239,61 @@ def test_killed_worker_is_replaced(server, publisher):
     )
     assert len(failed) <= CLIENTS
     assert all(s == 200 for _, s, _ in load.since(t_kill + 3.0))
+
+
+def test_retrain_job_promotion_is_picked_up_by_the_running_service(server, publisher):
+    """The retraining job promotes a better challenger; the running service serves it, no restart."""
+    from conftest import DEMO_CONFIG
+
+    from training.cli import main
+
+    base, proc = server
+    workers = children(proc.pid)
+    before = json.loads(call(f"{base}/v1/models/hot")[2])["version"]
+    code = main(
+        [
+            "retrain",
+            "--config",
+            str(DEMO_CONFIG),
+            "--model-dir",
+            str(publisher.model_dir),
+            "--name",
+            "hot",
+            "-q",
+            "--set",
+            'retrain.config_from="job"',
+            "--set",
+            "window.length=12",
+            "--set",
+            "window.horizon=4",
+            "--set",
+            "split.test=12",
+            "--set",
+            "split.val=12",
+            "--set",
+            "train.epochs=30",
+            "--set",
+            "train.progress=false",
+        ]
+    )
+    assert code == 0
+    promoted = store.read_current(publisher.model_dir, "hot")
+    assert promoted != before, "the 30-epoch challenger should beat the 2-epoch champion"
+    deadline = time.monotonic() + 10
+    while json.loads(call(f"{base}/v1/models/hot")[2])["version"] != promoted:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    status, headers, _ = call(f"{base}/v1/models/hot/forecast", {"series": [{"values": list(range(12))}]})
+    assert status == 200
+    # every worker swaps within a few polls
+    seen = set()
+    deadline = time.monotonic() + 10
+    while seen != {promoted} or len(seen) == 0:
+        seen = {
+            call(f"{base}/v1/models/hot/forecast", {"series": [{"values": list(range(12))}]})[1][
+                "X-Model-Version"
+            ]
+            for _ in range(10)
+        }
+        assert time.monotonic() < deadline, seen
+    assert children(proc.pid) == workers  # not restarted
