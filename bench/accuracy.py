@@ -215,7 +215,7 @@ def summary(results: list[Result], seeds: list[int], split: str) -> str:
             extra = f"; lag-{res.ref_season} scale {_fmt(model['mase_ref'], 3)}"
             peer_txt += f" (lag-{res.ref_season} scale)"
         lines.append(
-            f"| {res.name} | {_fmt(mase, 3)} [{min(mase):.3f}–{max(mase):.3f}]{extra} | {base:.3f} ({label}) "
+            f"| {res.name} | {_fmt(mase, 3)} [{min(mase):.3f}–{max(mase):.3f}]{extra} | {base:.3f}, {label} "
             f"| {res.rows['naive'].values['mase'][0]:.3f} | {peer_txt} | {wins}/{len(mase)} "
             f"| {statistics.median(res.epochs):.0f} ({statistics.median(res.best_epoch):.0f}) "
             f"| {statistics.fmean(res.fit_s):.1f} | {statistics.fmean(res.total_s):.1f} |"

@@ -47,9 +47,13 @@ def sha256_file(path: Path) -> str:
 
 
 def new_version(onnx_sha256: str, now: datetime | None = None) -> str:
-    """A sortable, unique-enough version id: ``20261127T101500Z-3f2a``."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{onnx_sha256[:4]}"
+    """A version id that sorts by time: ``20261127T101500.123Z-3f2a`` (UTC, milliseconds, model hash).
+
+    Milliseconds, because two versions published within one second (a fast
+    retraining loop, CI) must still sort oldest first: list order is age order.
+    """
+    now = now or datetime.now(UTC)
+    return f"{now.strftime('%Y%m%dT%H%M%S')}.{now.microsecond // 1000:03d}Z-{onnx_sha256[:4]}"
 
 
 def _check_name(kind: str, text: str) -> None:

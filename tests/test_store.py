@@ -155,3 +155,13 @@ def test_write_record_is_atomic_and_named(tmp_path):
     path = store.write_record(tmp_path, "m", "decisions", "d1.json", b"{}")
     assert path.read_bytes() == b"{}"
     assert [p.name for p in path.parent.iterdir()] == ["d1.json"]
+
+
+def test_versions_published_within_one_second_sort_by_age():
+    t0 = datetime(2026, 11, 27, 10, 15, 0, 1000, tzinfo=UTC)
+    ids = [
+        store.new_version(h * 64, t0.replace(microsecond=ms * 1000))
+        for ms, h in ((1, "f"), (2, "0"), (3, "a"))
+    ]
+    assert ids == sorted(ids)
+    assert ids[0] == "20261127T101500.001Z-ffff"
