@@ -288,7 +288,13 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.WARNING)
     results = [run_one(name, args.seeds, args.overrides, args.split) for name in (args.only or NAMES)]
-    command = "python bench/accuracy.py" + (" " + " ".join(sys.argv[1:]) if argv is None else "")
+    shown, skip = [], False  # the command that reproduces the numbers (output options left out)
+    for arg in sys.argv[1:] if argv is None else argv:
+        if skip or arg in ("--json", "--update-doc"):
+            skip = not skip and arg in ("--json", "--update-doc")
+            continue
+        shown.append(arg)
+    command = " ".join([".venv/bin/python bench/accuracy.py", *shown])
     text = report(results, args.seeds, args.split, command)
     print(text)
     if args.json:

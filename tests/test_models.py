@@ -147,3 +147,12 @@ def test_dynamo_exporter_also_passes_parity(airline):
 
 def test_train_config_defaults_clip_gradients():
     assert TrainConfig().clip_norm is not None
+
+
+def test_scaling_none_is_the_identity_even_when_statistics_are_given():
+    cfg = ModelConfig(hidden=4, scaling="none")
+    model = build_model(cfg, 1, 1, 6, 2, mean=[280.0], std=[120.0])
+    x = torch.randn(3, 6, 1)
+    xn, loc, scale = model.scaler(x)
+    torch.testing.assert_close(xn, x)
+    assert float(loc.abs().max()) == 0.0 and float(scale.min()) == 1.0

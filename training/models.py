@@ -60,6 +60,8 @@ class Scaler(nn.Module):
             raise ValueError(f"unknown scaling {mode!r}")
         self.mode = mode
         self.eps = eps
+        if mode != "standard":  # statistics are meaningful only for 'standard'; 'none' is identity
+            mean = std = None
         mean_t = torch.zeros(n_features) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
         std_t = torch.ones(n_features) if std is None else torch.as_tensor(std, dtype=torch.float32)
         if mode == "standard" and mean is None:
