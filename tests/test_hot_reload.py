@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -27,15 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_service_e2e import call, free_port
+from gunicorn_server import call, gunicorn
 
 from service import store
 from service.manifest import Manifest
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
-GUNICORN = Path(sys.executable).parent / "gunicorn"
 CLIENTS = 3
 POLL = 0.5  # seconds between CURRENT checks in each worker (the smallest allowed)
 
@@ -95,46 +92,8 @@ def children(pid: int) -> set[int]:
 @pytest.fixture
 def server(publisher: Publisher, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     publisher.publish()  # start from a good CURRENT (an earlier test may have left a corrupt one)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEQCAST_", "PROMETHEUS_"))}
-    env |= {
-        "SEQCAST_MODEL_DIR": str(publisher.model_dir),
-        "SEQCAST_BIND": f"127.0.0.1:{port}",
-        "SEQCAST_WORKERS": "2",
-        "SEQCAST_POLL_SECONDS": str(POLL),
-        "SEQCAST_TIMEOUT": "20",
-        "SEQCAST_GRACEFUL_TIMEOUT": "5",
-    }
-    log = tmp_path / "gunicorn.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(GUNICORN), "-c", "service/gunicorn.conf.py", "service:create_app()"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if call(f"{base}/readyz", timeout=2)[0] == 200 and len(children(proc.pid)) == 2:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "not ready after 30 s:\n" + log.read_text()
-            time.sleep(0.1)
-        yield base, proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with gunicorn(publisher.model_dir, tmp_path / "gunicorn.log", SEQCAST_POLL_SECONDS=str(POLL)) as running:
+        yield running
 
 
 class Load:

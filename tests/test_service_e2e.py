@@ -7,14 +7,8 @@ workers; SIGTERM must stop the server cleanly within the graceful timeout.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,69 +16,18 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from gunicorn_server import call, gunicorn
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-GUNICORN = Path(sys.executable).parent / "gunicorn"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def call(url: str, body: Any = None, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
 
 
 @pytest.fixture
 def server(tiny_bundle_dir: Any, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
-    model_dir = tiny_bundle_dir[0]
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SEQCAST_", "PROMETHEUS_"))}
-    env |= {
-        "SEQCAST_MODEL_DIR": str(model_dir),
-        "SEQCAST_BIND": f"127.0.0.1:{port}",
-        "SEQCAST_WORKERS": "2",
-        "SEQCAST_THREADS": "1",
-        "SEQCAST_TIMEOUT": "20",
-        "SEQCAST_GRACEFUL_TIMEOUT": "5",
-        "SEQCAST_MAX_BODY_BYTES": "65536",
-    }
     log = tmp_path / "gunicorn.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(GUNICORN), "-c", "service/gunicorn.conf.py", "service:create_app()"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()
-            # Ready, and both workers booted: one may answer while the other still imports.
-            booted = log.read_text().count("loaded and warmed up") == 2
-            try:
-                if booted and call(f"{base}/readyz", timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass  # not listening yet
-            assert time.monotonic() < deadline, "not ready after 30 s:\n" + log.read_text()
-            time.sleep(0.1)
+    with gunicorn(tiny_bundle_dir[0], log, SEQCAST_MAX_BODY_BYTES="65536") as (base, proc):
         yield base, proc, log
-    finally:
-        if proc.poll() is None:  # the test failed before stopping it: do not leave it behind
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def test_gunicorn_serves_the_pytorch_answer_and_stops_cleanly(server: Any, tiny_bundle_dir: Any) -> None:
