@@ -152,7 +152,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from training.windows import make_windows
 
     model, payload = load_checkpoint(args.checkpoint)
-    raw = apply_overrides(payload["config"], [o for o in _overrides(args)])
+    raw = apply_overrides(payload["config"], _overrides(args))
     cfg = Config.model_validate(raw)
     ds = load_dataset(cfg.data)
     windows = make_windows(ds, cfg.split, cfg.window)
