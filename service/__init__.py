@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+__version__ = "0.1.0"  # the distribution's version too (pyproject reads it)
+
 if TYPE_CHECKING:
     from flask import Flask
 

@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes)
     app.url_map.strict_slashes = False
 
-    metrics = Metrics()
+    metrics = Metrics(settings.metrics_flush_seconds)
     registry = Registry(
         settings.model_dir,
         loader or partial(OnnxPredictor.load, intra_op_threads=settings.intra_op),
@@ -102,11 +102,21 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
 
 
 def load_models(app: Flask) -> None:
-    """Load and warm up every published model in this process, then poll CURRENT if configured.
+    """Load and warm up every published model in this process, then poll CURRENT and flush metrics.
 
-    gunicorn calls this in each worker after fork (``post_worker_init``).
+    gunicorn calls this in each worker after fork (``post_worker_init``): the
+    background threads must start in the process that serves.
     """
     found = app_state.state_of(app)
     if found is not None:
         found.registry.load_all()
         found.registry.start_polling(found.settings.poll_seconds)
+        found.metrics.start_flushing()
+
+
+def stop_background(app: Flask | None) -> None:
+    """Stop polling and write the last metric tallies; gunicorn calls this as a worker exits."""
+    found = app_state.state_of(app)
+    if found is not None:
+        found.registry.stop_polling()
+        found.metrics.stop_flushing()

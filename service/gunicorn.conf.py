@@ -88,6 +88,13 @@ def post_worker_init(worker: Any) -> None:
     load_models(worker.wsgi)
 
 
+def worker_exit(server: Any, worker: Any) -> None:
+    """Worker, on its way out (graceful stop, max_requests): write its last metric tallies."""
+    from service.app import stop_background
+
+    stop_background(getattr(worker, "wsgi", None))  # also called in the master for a vanished worker
+
+
 def worker_abort(worker: Any) -> None:
     worker.log.error(
         "worker %s aborted after %ss without a heartbeat (a stuck request?)", worker.pid, timeout

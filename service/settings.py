@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(
         default=5.0, ge=0, le=86_400, description="re-read CURRENT this often, hot-swap new versions; 0 off"
     )
+    metrics_flush_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="write each worker's request tallies to the shared metrics this often; 0: every request",
+    )
 
     admin_key: SecretStr | None = Field(
         default=None,

@@ -14,7 +14,6 @@ readiness answer of false is a 400.
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ import orjson
 from flask import Blueprint, Response, request
 from pydantic import ValidationError
 
+from service import __version__
 from service.errors import ModelNotFound, NotReady, ServiceError, UnsupportedMediaType, format_loc
 from service.forecast import numbers_array
 from service.metrics import now
@@ -48,11 +48,7 @@ def _served(name: str, version: str | None) -> Served:
 
 @bp.get("")
 def server_metadata() -> Response:
-    try:
-        ours = metadata.version("seqcast")
-    except metadata.PackageNotFoundError:  # the service image copies the package, does not install it
-        ours = "unknown"
-    return json_response({"name": "seqcast", "version": ours, "extensions": EXTENSIONS})
+    return json_response({"name": "seqcast", "version": __version__, "extensions": EXTENSIONS})
 
 
 @bp.get("/health/live")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,21 @@ def test_gunicorn_serves_the_pytorch_answer_and_stops_cleanly(server: Any, tiny_
     np.testing.assert_allclose(y, got, rtol=1e-6)
 
     # Metrics are summed over both workers (prometheus multiprocess mode set up by the config).
+    # Each worker writes its tallies every SEQCAST_METRICS_FLUSH_SECONDS (1 s): the sum
+    # reaches exactly 20 within a few flushes, and never passes it.
     for _ in range(20):
         assert call(f"{base}/healthz")[0] == 200
-    text = call(f"{base}/metrics")[2].decode()
-    line = next(
-        li for li in text.splitlines() if li.startswith("seqcast_http_requests_total") and '"/healthz"' in li
-    )
+    deadline = time.monotonic() + 5
+    while True:
+        text = call(f"{base}/metrics")[2].decode()
+        line = next(
+            li
+            for li in text.splitlines()
+            if li.startswith("seqcast_http_requests_total") and '"/healthz"' in li
+        )
+        if line.endswith(" 20.0") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert line.endswith(" 20.0"), line
     assert f'seqcast_model_info{{model="{name}",version="{version}"}} 1.0' in text
 
@@ -82,3 +92,62 @@ def test_gunicorn_serves_the_pytorch_answer_and_stops_cleanly(server: Any, tiny_
     text = log.read_text()
     assert "Traceback" not in text, text
     assert text.count("loaded and warmed up") == 2, text  # once per worker, never in the master
+
+
+def test_workers_write_their_last_metric_tallies_when_they_stop(tiny_bundle_dir: Any, tmp_path: Path) -> None:
+    """Tallies not yet flushed (the interval is a minute here) are written by gunicorn's worker_exit."""
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+    shared = tmp_path / "metrics"
+    with gunicorn(
+        tiny_bundle_dir[0], tmp_path / "gunicorn.log", SEQCAST_METRICS_FLUSH_SECONDS="60",
+        PROMETHEUS_MULTIPROC_DIR=str(shared),
+    ) as (base, proc):  # fmt: skip
+        for _ in range(10):
+            assert call(f"{base}/healthz")[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(shared))
+    text = generate_latest(registry).decode()
+    assert 'seqcast_http_requests_total{method="GET",route="/healthz",status="200"} 10.0' in text, text
+
+
+def test_tritonclient_talks_to_the_v2_api(server: Any, tiny_bundle_dir: Any) -> None:
+    """NVIDIA's own client for the Open Inference Protocol, binary and JSON tensors, against gunicorn."""
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    base, _, _ = server
+    _, name, version, torch_model = tiny_bundle_dir
+    client = triton.InferenceServerClient(
+        base.removeprefix("http://"), connection_timeout=10, network_timeout=10
+    )
+    try:
+        assert client.is_server_live() and client.is_server_ready()
+        assert client.is_model_ready(name)
+        assert client.get_server_metadata()["name"] == "seqcast"
+        meta = client.get_model_metadata(name)
+        assert meta["versions"] == [version]
+        assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [("x", "FP32")]
+
+        x = np.random.default_rng(0).uniform(100, 400, size=(5, 30, 1)).astype(np.float32)
+        with torch.no_grad():
+            expected = torch_model(torch.from_numpy(np.ascontiguousarray(x[:, -12:]))).numpy()
+        for binary in (True, False):
+            tensor = triton.InferInput("x", list(x.shape), "FP32")
+            tensor.set_data_from_numpy(x, binary_data=binary)
+            wanted = [triton.InferRequestedOutput("y", binary_data=binary)]
+            result = client.infer(name, [tensor], outputs=wanted)
+            y = result.as_numpy("y")
+            assert y is not None and y.shape == expected.shape
+            np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-3)
+
+        bad = triton.InferInput("x", [1, 30, 2], "FP32")  # two features; the model takes one
+        bad.set_data_from_numpy(np.ones((1, 30, 2), dtype=np.float32))
+        with pytest.raises(InferenceServerException, match=r"shape must be \[batch, time, 1\]"):
+            client.infer(name, [bad])
+        with pytest.raises(InferenceServerException):
+            client.get_model_metadata("no-such-model")
+    finally:
+        client.close()

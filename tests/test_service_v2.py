@@ -34,6 +34,10 @@ def tensor(x: np.ndarray, **extra: Any) -> dict[str, Any]:
 def test_server_metadata_and_health(client: FlaskClient) -> None:
     meta = ServerMetadata.model_validate(client.get("/v2").get_json())
     assert meta.name == "seqcast" and "binary_tensor_data" in meta.extensions
+    # The package's own version, also where it is copied rather than installed (the service image).
+    from importlib.metadata import version
+
+    assert meta.version == version("seqcast") != "unknown"
     assert client.get("/v2/health/live").get_json() == {"live": True}
     r = client.get("/v2/health/ready")  # 'broken' never loads: false is a 400 in this protocol
     assert r.status_code == 400 and r.get_json() == {"ready": False}

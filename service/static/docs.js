@@ -82,6 +82,10 @@ function tryIt(path, method, op) {
   }
   const body = example !== undefined ? el("textarea", {}, JSON.stringify(example, null, 2)) : null;
   if (body) box.append(el("label", {}, "body (application/json)"), body);
+  // Routes that name a security scheme (reload) take the admin key as a bearer token.
+  const key = (op.security || []).some((s) => Object.keys(s).length)
+    ? el("input", { type: "password", autocomplete: "off", placeholder: "SEQCAST_ADMIN_KEY, if set" }) : null;
+  if (key) box.append(el("label", {}, "admin key"), key);
   const out = el("pre", { class: "out" }, "—");
   const send = el("button", { type: "button" }, "Send");
   send.addEventListener("click", async () => {
@@ -90,7 +94,9 @@ function tryIt(path, method, op) {
     out.textContent = "…";
     try {
       const init = { method: method.toUpperCase() };
-      if (body) { init.body = body.value; init.headers = { "Content-Type": "application/json" }; }
+      init.headers = {};
+      if (body) { init.body = body.value; init.headers["Content-Type"] = "application/json"; }
+      if (key && key.value) init.headers.Authorization = `Bearer ${key.value}`;
       const res = await fetch(url, init);
       const text = await res.text();
       let shown = text;
