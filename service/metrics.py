@@ -193,5 +193,4 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def now() -> float:
-    return time.perf_counter()
+now = time.perf_counter  # an alias, not a wrapper: it is called four times per request

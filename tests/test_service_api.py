@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from flask import Flask
@@ -68,6 +69,18 @@ def test_forecast_one_series_uses_the_tail_and_dates_the_steps(client: FlaskClie
     assert f["mean"] == [7.0, 8.0, 9.0]  # stub: last value + step
     # 8 monthly values from 1949-01 end in 1949-08; the forecast continues from there.
     assert f["timestamps"] == ["1949-09-01", "1949-10-01", "1949-11-01"]
+
+
+@pytest.mark.parametrize("n_series", [1, 400])  # the fast path checks small and large batches differently
+def test_values_at_the_edges_of_float32_are_served_exactly(model_dir: Path, n_series: int) -> None:
+    settings = settings_for(model_dir, max_series=n_series, max_body_bytes=1 << 20)
+    client = create_app(settings, loader=stub_loader).test_client()
+    edge = np.finfo(np.float32).max
+    values = [float(edge), -float(edge), 1e-45, -0.0, 3, float(edge)]  # magnitudes sum past float32
+    r = post(client, "uni", {"series": [{"values": values}] * n_series})
+    assert r.status_code == 200, r.data
+    firsts = np.array([f["mean"][0] for f in r.get_json()["forecasts"]], dtype=np.float32)
+    assert firsts.shape == (n_series,) and (firsts == edge).all()  # stub: last value + 1 (lost in float32)
 
 
 def test_many_series_go_in_one_model_call(app: Flask) -> None:
