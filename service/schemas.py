@@ -16,9 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationInfo,
     WithJsonSchema,
-    field_validator,
     model_validator,
 )
 
@@ -78,14 +76,6 @@ class ForecastRequest(_Request):
         default=None,
         description="prediction-interval levels in percent; rejected: no model has intervals yet",
     )
-
-    @field_validator("series")
-    @classmethod
-    def _not_too_many(cls, series: list[SeriesIn], info: ValidationInfo) -> list[SeriesIn]:
-        limit = (info.context or {}).get("max_series")
-        if limit is not None and len(series) > limit:
-            raise ValueError(f"{len(series)} series, at most {limit} per request")
-        return series
 
 
 class Forecast(BaseModel):
