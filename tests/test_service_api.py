@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -348,3 +349,33 @@ def test_routing_errors_are_json(client: FlaskClient) -> None:
     assert r.status_code == 404 and error_of(r)["code"] == "not_found"
     r = client.get("/v1/models/nope")
     assert r.status_code == 404 and error_of(r)["code"] == "model_not_found"
+
+
+# gunicorn bounds wsgi.input by Content-Length and says so (wsgi.input_terminated); the
+# body is then read in one call rather than through werkzeug's LimitedStream.
+TERMINATED = {"wsgi.input_terminated": True}
+
+
+def test_a_server_bounded_body_reads_like_any_other(client: FlaskClient) -> None:
+    body = {"series": [{"id": "a", "values": SIX}]}
+    plain, direct = post(client, "uni", body), post(client, "uni", body, environ_base=TERMINATED)
+    assert direct.status_code == plain.status_code == 200
+    assert direct.get_json() == plain.get_json()
+
+
+def test_a_server_bounded_body_past_the_limit_is_413_before_reading(client: FlaskClient) -> None:
+    r = post(client, "uni", one([1.5] * 2000), environ_base=TERMINATED)
+    assert r.status_code == 413
+    assert error_of(r)["code"] == "payload_too_large" and "4096 bytes" in error_of(r)["message"]
+
+
+def test_a_body_shorter_than_its_content_length_is_malformed_not_a_hang(client: FlaskClient) -> None:
+    data = json.dumps(one()).encode()
+    r = client.post(
+        "/v1/models/uni/forecast",
+        input_stream=io.BytesIO(data[:-5]),  # the client stopped early
+        content_type=JSON,
+        headers={"Content-Length": str(len(data))},
+        environ_base=TERMINATED,
+    )
+    assert r.status_code == 400 and error_of(r)["code"] == "malformed_json"
