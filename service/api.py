@@ -16,7 +16,7 @@ from service.payload import json_response, read_json
 from service.registry import Registry
 from service.schemas import ForecastRequest
 from service.settings import Settings
-from service.state import state
+from service.state import state, state_in
 from service.timeindex import parse_frequency
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
@@ -98,10 +98,12 @@ def reload_view(name: str) -> Response:
 @bp.post("/models/<name>/forecast")
 def forecast_view(name: str) -> Response:
     """Forecast one series or many in one model call; see ``ForecastRequest``."""
-    app_state = state()
+    environ = request.environ
+    app_state = state_in(environ)
     served = app_state.registry.get(name)  # 404 / 503 before reading the body
-    raw = read_json()  # 415 / 413 / 400
-    limit = app_state.settings.max_series
+    settings = app_state.settings
+    raw = read_json(settings.max_body_bytes, environ)  # 415 / 413 / 400
+    limit = settings.max_series
     if isinstance(raw, dict) and isinstance(raw.get("series"), list) and len(raw["series"]) > limit:
         # Refuse before pydantic builds (say) 500,000 tiny series only to count them.
         raise InvalidRequest.at(["series"], f"{len(raw['series'])} series, at most {limit} per request")
