@@ -33,7 +33,7 @@ run: demo-model
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy service
+	$(BIN)/mypy service training
 	$(BIN)/hadolint Dockerfile
 
 test: lint

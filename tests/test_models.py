@@ -156,3 +156,58 @@ def test_scaling_none_is_the_identity_even_when_statistics_are_given():
     xn, loc, scale = model.scaler(x)
     torch.testing.assert_close(xn, x)
     assert float(loc.abs().max()) == 0.0 and float(scale.min()) == 1.0
+
+
+@pytest.mark.parametrize("head", ["direct", "seq2seq", "mlp"])
+@pytest.mark.parametrize("gate", [False, True])
+def test_seasonal_skip_starts_as_the_seasonal_naive(head, gate):
+    cfg = ModelConfig(head=head, hidden=8, skip_lag=7, skip_gate=gate)
+    model = build_model(cfg, n_features=2, n_targets=1, length=10, horizon=9).eval()
+    x = torch.randn(3, 10, 2) * 50 + 10
+    with torch.no_grad():
+        y = model(x)
+    steps = torch.arange(9) % 7  # step h repeats the value 7 - h % 7 steps before the end
+    torch.testing.assert_close(y, x[:, -7:, :1][:, steps], rtol=1e-5, atol=1e-3)
+
+
+def test_seasonal_skip_needs_a_window_as_long_as_the_lag():
+    with pytest.raises(ValueError, match="window.length >= skip_lag"):
+        tiny_config(skip_lag=48)
+
+
+def test_validate_initial_keeps_untrained_weights_when_no_epoch_improves(airline):
+    ds, windows = airline
+    cfg = tiny_config(skip_lag=12)
+    train_cfg = cfg.train.model_copy(update={"validate_initial": True, "lr": 1e-12})
+    model = build_model(cfg.model, 1, 1, cfg.window.length, cfg.window.horizon)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = fit(model, windows["train"], windows["val"], train_cfg)
+    assert result.best_epoch == 0 and len(result.history) == 2
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("skip", [None, 12])
+def test_seed_ensemble_averages_members_exports_and_round_trips(airline, tmp_path, skip):
+    from training.pipeline import train_run
+
+    cfg = tiny_config(skip_lag=skip).model_copy(deep=True)
+    cfg.train.ensemble = 3
+    run = train_run(cfg)
+    model = run.model
+    assert len(model.members) == 3 and model.model_args["ensemble"] == 3
+    x = torch.from_numpy(windows_x := run.windows["test"].x)
+    with torch.no_grad():
+        mean = torch.stack([m(x) for m in model.members]).mean(dim=0)
+        torch.testing.assert_close(model(x), mean)
+        # members differ: they were trained from seeds 0, 1, 2
+        assert not torch.allclose(model.members[0](x), model.members[1](x))
+    onnx_bytes = to_onnx(model, windows_x)
+    parity = check_parity(model, onnx_bytes, windows_x, float(np.std(run.windows["train"].y)))
+    assert parity.max_abs_diff <= parity.allowed
+    torch.save({"args": model.model_args, "state": model.state_dict()}, tmp_path / "e.pt")
+    payload = torch.load(tmp_path / "e.pt", weights_only=True)
+    again = rebuild(payload["args"], payload["state"]).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))

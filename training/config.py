@@ -57,6 +57,14 @@ class ModelConfig(_Section):
     layers: int = Field(default=1, gt=0)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     scaling: Literal["window", "standard", "none"] = "window"
+    # Seasonal skip: forecast = seasonal naive read from the input window (the value
+    # `skip_lag` steps before each forecast step) + the head's output as a correction,
+    # whose last layer starts at zero (so the untrained model is the seasonal naive).
+    # None: off. Needs window.length >= skip_lag.
+    skip_lag: int | None = Field(default=None, gt=0)
+    # With skip_lag: scale the correction by a learned scalar that starts at 0 (the
+    # last layer then keeps its usual random initialisation).
+    skip_gate: bool = False
 
 
 class TrainConfig(_Section):
@@ -73,6 +81,13 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     progress: bool = True  # tqdm bar; one log line per epoch either way
     threads: int | None = Field(default=None, gt=0)  # torch intra-op threads; None: torch default
+    # Seed ensemble: train this many members with seeds seed*K ... seed*K+K-1 (each with
+    # its own early stopping); the model averages their forecasts. Training and serving
+    # cost K times as much.
+    ensemble: int = Field(default=1, ge=1)
+    # Score the validation loss of the initial weights as "epoch 0", so early stopping
+    # can keep them if no epoch improves on them (useful with model.skip_lag).
+    validate_initial: bool = False
 
 
 class EvaluateConfig(_Section):
@@ -118,6 +133,11 @@ class Config(_Section):
                     "window.length must be >= window.horizon for the direct head with "
                     "readout='steps' (it reads one encoder output per forecast step)"
                 )
+        if self.model.skip_lag is not None and self.window.length < self.model.skip_lag:
+            raise ValueError(
+                f"model.skip_lag={self.model.skip_lag} needs window.length >= skip_lag "
+                f"(got {self.window.length}): the seasonal naive is read from the input window"
+            )
         overlap = set(self.data.targets) & set(self.data.covariates)
         if overlap:
             raise ValueError(f"columns both target and covariate: {sorted(overlap)}")

@@ -18,7 +18,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from training.models import Forecaster
+from training.models import Model
 
 INPUT, OUTPUT = "x", "y"
 PARITY_BATCHES = (1, 7, 256)
@@ -35,11 +35,11 @@ class Parity:
     checks: list[str]
 
 
-def has_dynamic_time(model: Forecaster) -> bool:
+def has_dynamic_time(model: Model) -> bool:
     return model.model_args["cfg"]["head"] != "mlp"
 
 
-def to_onnx(model: Forecaster, example: np.ndarray, exporter: str = "torchscript", opset: int = 17) -> bytes:
+def to_onnx(model: Model, example: np.ndarray, exporter: str = "torchscript", opset: int = 17) -> bytes:
     """Serialise ``model`` (on CPU, eval mode) to ONNX bytes. ``example``: ``(batch, time, features)``."""
     model = model.to("cpu").eval()
     x = torch.from_numpy(np.ascontiguousarray(example[:2], dtype=np.float32))
@@ -54,7 +54,7 @@ def to_onnx(model: Forecaster, example: np.ndarray, exporter: str = "torchscript
             torch.onnx.export(
                 model,
                 (x,),
-                buf,
+                buf,  # type: ignore[arg-type]  # a binary file object works; the stubs say path only
                 input_names=[INPUT],
                 output_names=[OUTPUT],
                 dynamic_axes={INPUT: axes, OUTPUT: {0: "batch"}},
@@ -74,7 +74,7 @@ def to_onnx(model: Forecaster, example: np.ndarray, exporter: str = "torchscript
             )
             if program is None:
                 raise ExportError("torch.onnx.export returned no program")
-            program.save(buf)
+            program.save(buf)  # type: ignore[arg-type]  # as above
         else:
             raise ExportError(f"unknown exporter {exporter!r}")
     data = buf.getvalue()
@@ -93,7 +93,7 @@ def session(onnx_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
 
 
 def check_parity(
-    model: Forecaster, onnx_bytes: bytes, windows: np.ndarray, data_scale: float, tolerance: float = 1e-4
+    model: Model, onnx_bytes: bytes, windows: np.ndarray, data_scale: float, tolerance: float = 1e-4
 ) -> Parity:
     """Compare ONNX Runtime with PyTorch on real windows ``(n, time, features)``.
 

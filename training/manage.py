@@ -60,10 +60,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     _require(model_dir, args.name)
     if args.action == "show":
-        version = args.version or store.read_current(model_dir, args.name)
-        if version is None:
+        shown: str | None = args.version or store.read_current(model_dir, args.name)
+        if shown is None:
             raise store.StoreError(f"model {args.name!r} has no CURRENT version; name one")
-        print(store.load_manifest(store.bundle_dir(model_dir, args.name, version)).model_dump_json(indent=2))
+        print(store.load_manifest(store.bundle_dir(model_dir, args.name, shown)).model_dump_json(indent=2))
     elif args.action == "promote":
         store.set_current(model_dir, args.name, args.version, reason="promote")
         print(f"{args.name}: CURRENT = {args.version}")

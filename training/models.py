@@ -12,11 +12,16 @@ Heads:
 - ``seq2seq`` encoder-decoder (many-to-many): the decoder starts from the
   encoder state and feeds each prediction back in;
 - ``mlp``     one-to-one feed-forward baseline on the flattened window, no recurrence.
+
+Options: ``skip_lag`` adds the seasonal naive read from the input window to the
+head's output, which becomes a correction that starts at zero; an ``Ensemble``
+averages separately trained Forecasters (``train.ensemble``) in one module, so
+it exports to one ONNX graph.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -74,7 +79,7 @@ class Scaler(nn.Module):
             loc = x.mean(dim=1, keepdim=True)  # (batch, 1, features)
             scale = torch.sqrt(((x - loc) ** 2).mean(dim=1, keepdim=True) + self.eps)
         else:  # buffers are zeros/ones for 'none'
-            loc, scale = self.mean, self.std
+            loc, scale = cast(torch.Tensor, self.mean), cast(torch.Tensor, self.std)
         return (x - loc) / scale, loc, scale
 
 
@@ -85,6 +90,9 @@ class DirectHead(nn.Module):
         self.encoder = make_cell(cfg.cell, n_features, cfg.hidden, cfg.layers, cfg.dropout)
         out = n_targets if cfg.readout == "steps" else horizon * n_targets
         self.proj = nn.Linear(cfg.hidden, out)
+
+    def last_layer(self) -> nn.Linear:
+        return self.proj
 
     def forward(self, xn: torch.Tensor) -> torch.Tensor:
         out, _ = self.encoder(xn)  # (batch, time, hidden)
@@ -100,6 +108,9 @@ class Seq2SeqHead(nn.Module):
         self.encoder = make_cell(cfg.cell, n_features, cfg.hidden, cfg.layers, cfg.dropout)
         self.decoder = make_cell(cfg.cell, n_targets, cfg.hidden, cfg.layers, cfg.dropout)
         self.proj = nn.Linear(cfg.hidden, n_targets)
+
+    def last_layer(self) -> nn.Linear:
+        return self.proj
 
     def forward(self, xn: torch.Tensor) -> torch.Tensor:
         _, state = self.encoder(xn)
@@ -125,6 +136,11 @@ class MLPHead(nn.Module):
         layers.append(nn.Linear(width, horizon * n_targets))
         self.net = nn.Sequential(*layers)
 
+    def last_layer(self) -> nn.Linear:
+        last = self.net[-1]
+        assert isinstance(last, nn.Linear)
+        return last
+
     def forward(self, xn: torch.Tensor) -> torch.Tensor:
         flat = self.net(xn[:, -self.length :])  # (batch, horizon * targets)
         return flat.unflatten(1, (self.horizon, self.n_targets))
@@ -147,7 +163,7 @@ class Forecaster(nn.Module):
         if not 0 < n_targets <= n_features:
             raise ValueError("need 0 < targets <= features (targets come first)")
         self.n_targets = n_targets
-        self.model_args = {
+        self.model_args: dict[str, Any] = {
             "cfg": cfg.model_dump(),
             "n_features": n_features,
             "n_targets": n_targets,
@@ -164,6 +180,21 @@ class Forecaster(nn.Module):
             self.head = MLPHead(cfg, n_features, n_targets, horizon, length)
         else:
             raise ValueError(f"unknown head {cfg.head!r}")
+        self.skip_lag = cfg.skip_lag
+        self.gate: nn.Parameter | None = None
+        if cfg.skip_lag is not None:
+            if length < cfg.skip_lag:
+                raise ValueError(
+                    f"skip_lag {cfg.skip_lag} needs a window of at least that length, got {length}"
+                )
+            # Forecast step h repeats the input `skip_lag - (h % skip_lag)` steps from the end.
+            self.register_buffer("skip_index", torch.arange(horizon) % cfg.skip_lag, persistent=False)
+            if cfg.skip_gate:
+                self.gate = nn.Parameter(torch.zeros(()))
+            else:
+                last = self.head.last_layer()
+                nn.init.zeros_(last.weight)
+                nn.init.zeros_(last.bias)
 
     def forward_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Normalised forecast and the target loc/scale, each broadcastable to ``(batch, horizon, targets)``.
@@ -173,11 +204,44 @@ class Forecaster(nn.Module):
         """
         xn, loc, scale = self.scaler(x)
         nt = self.n_targets
-        return self.head(xn), loc[..., :nt], scale[..., :nt]
+        yn = self.head(xn)
+        if self.skip_lag is not None:
+            if self.gate is not None:
+                yn = self.gate * yn
+            # The seasonal naive in normalised units (scaling is affine per target).
+            yn = xn[:, -self.skip_lag :, :nt].index_select(1, self.skip_index) + yn
+        return yn, loc[..., :nt], scale[..., :nt]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         yn, loc, scale = self.forward_scaled(x)
         return yn * scale + loc
+
+
+class Ensemble(nn.Module):
+    """Forecasters trained separately (e.g. with different seeds); the forecast is their mean.
+
+    The members share the scaling (same mode and training statistics), so their
+    normalised forecasts can be averaged too.
+    """
+
+    def __init__(self, members: list[Forecaster]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.n_targets = members[0].n_targets
+        self.model_args: dict[str, Any] = {**members[0].model_args, "ensemble": len(members)}
+
+    def forward_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        parts = [cast(Forecaster, m).forward_scaled(x) for m in self.members]
+        yn = torch.stack([p[0] for p in parts]).mean(dim=0)
+        return yn, parts[0][1], parts[0][2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x) for m in self.members]).mean(dim=0)
+
+
+Model = Forecaster | Ensemble  # what training returns and export takes
 
 
 def build_model(
@@ -192,11 +256,17 @@ def build_model(
     return Forecaster(model_cfg, n_features, n_targets, length, horizon, mean, std)
 
 
-def rebuild(model_args: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> Forecaster:
-    """Rebuild a Forecaster from stored arguments and weights (no pickled modules)."""
+def rebuild(model_args: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> Model:
+    """Rebuild a Forecaster or an Ensemble from stored arguments and weights (no pickled modules)."""
     args = dict(model_args)
     cfg = ModelConfig.model_validate(args.pop("cfg"))
-    mean, std = state_dict["scaler.mean"].flatten(), state_dict["scaler.std"].flatten()
-    model = Forecaster(cfg, **args, mean=mean, std=std)
+    k = args.pop("ensemble", None)
+    prefix = "" if k is None else "members.0."
+    mean, std = state_dict[prefix + "scaler.mean"].flatten(), state_dict[prefix + "scaler.std"].flatten()
+    model: Model
+    if k is None:
+        model = Forecaster(cfg, **args, mean=mean, std=std)
+    else:
+        model = Ensemble([Forecaster(cfg, **args, mean=mean, std=std) for _ in range(k)])
     model.load_state_dict(state_dict)
     return model

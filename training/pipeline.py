@@ -21,8 +21,8 @@ from training.config import Config, config_to_dict
 from training.data import Dataset, load_dataset, season_for
 from training.evaluate import Predict, format_table, score
 from training.export import check_parity, has_dynamic_time, opset_of, to_onnx
-from training.models import Forecaster, build_model, rebuild
-from training.train import TrainResult, fit, seed_everything
+from training.models import Ensemble, Model, build_model, rebuild
+from training.train import LOSSES, TrainResult, ensemble_result, evaluate_loss, fit, seed_everything
 from training.windows import Windows, make_windows, train_statistics
 
 log = logging.getLogger("seqcast.pipeline")
@@ -33,13 +33,13 @@ class Run:
     config: Config
     dataset: Dataset
     windows: dict[str, Windows]
-    model: Forecaster
+    model: Model
     result: TrainResult
     metrics: Metrics
     season: int
 
 
-def torch_predict(model: Forecaster, batch: int = 1024) -> Predict:
+def torch_predict(model: Model, batch: int = 1024) -> Predict:
     """``(n, time, features) -> (n, horizon, targets)`` with the PyTorch model on CPU."""
 
     def predict(x: np.ndarray) -> np.ndarray:
@@ -60,16 +60,6 @@ def train_run(cfg: Config) -> Run:
     ds = load_dataset(cfg.data)
     windows = make_windows(ds, cfg.split, cfg.window)
     mean, std = train_statistics(ds, cfg.split)
-    seed_everything(cfg.train.seed)  # initial weights come from the seed too
-    model = build_model(
-        cfg.model,
-        len(ds.features),
-        len(ds.targets),
-        cfg.window.length,
-        cfg.window.horizon,
-        mean=mean,
-        std=std,
-    )
     log.info(
         "data %s: %d series, %d rows, frequency %s; windows train %d val %d test %d",
         ds.source,
@@ -80,7 +70,32 @@ def train_run(cfg: Config) -> Run:
         len(windows["val"]),
         len(windows["test"]),
     )
-    result = fit(model, windows["train"], windows["val"], cfg.train)
+    members, results = [], []
+    for i in range(cfg.train.ensemble):
+        # Member seeds seed*K .. seed*K+K-1: runs with different seeds share no member
+        # (seed+i would make seeds 0 and 1 share K-1 of them); K=1 keeps the seed itself.
+        train_cfg = cfg.train.model_copy(update={"seed": cfg.train.seed * cfg.train.ensemble + i})
+        seed_everything(train_cfg.seed)  # initial weights come from the seed too
+        member = build_model(
+            cfg.model,
+            len(ds.features),
+            len(ds.targets),
+            cfg.window.length,
+            cfg.window.horizon,
+            mean=mean,
+            std=std,
+        )
+        results.append(fit(member, windows["train"], windows["val"], train_cfg))
+        members.append(member)
+    model: Model
+    if len(members) == 1:
+        model, result = members[0], results[0]
+    else:
+        model, result = Ensemble(members), ensemble_result(results)
+        val = windows["val"]
+        result.best_val = evaluate_loss(
+            model, LOSSES[cfg.train.loss], torch.from_numpy(val.x), torch.from_numpy(val.y)
+        )
     log.info(
         "trained %d epochs (%d steps) in %.1fs on %s; best epoch %d",
         len(result.history),
@@ -183,6 +198,6 @@ def save_checkpoint(run: Run, path: Path) -> None:
     )
 
 
-def load_checkpoint(path: Path) -> tuple[Forecaster, dict[str, Any]]:
+def load_checkpoint(path: Path) -> tuple[Model, dict[str, Any]]:
     payload = torch.load(path, map_location="cpu", weights_only=True)
     return rebuild(payload["model_args"], payload["state_dict"]), payload

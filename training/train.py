@@ -21,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from training.config import TrainConfig
-from training.models import Forecaster
+from training.models import Model
 from training.windows import Windows
 
 log = logging.getLogger("seqcast.train")
@@ -40,6 +40,21 @@ class TrainResult:
     device: str = "cpu"
 
 
+def ensemble_result(members: list[TrainResult]) -> TrainResult:
+    """One result for an ensemble's members: their summed time and steps; the first member's
+    history and best epoch (the caller sets ``best_val`` to the ensemble's own)."""
+    first = members[0]
+    return TrainResult(
+        history=first.history,
+        best_epoch=first.best_epoch,
+        best_val=first.best_val,
+        stopped_early=all(m.stopped_early for m in members),
+        seconds=sum(m.seconds for m in members),
+        steps=sum(m.steps for m in members),
+        device=first.device,
+    )
+
+
 def seed_everything(seed: int) -> None:
     """Same seed, same data, same config -> same weights on CPU."""
     random.seed(seed)
@@ -55,14 +70,14 @@ def pick_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def _scaled_loss(model: Forecaster, loss_fn, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _scaled_loss(model: Model, loss_fn, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Loss in normalised units: ``y`` is ``(batch, horizon, targets)`` raw."""
     yn, loc, scale = model.forward_scaled(x)
     return loss_fn(yn, (y - loc) / scale)
 
 
 @torch.no_grad()
-def evaluate_loss(model: Forecaster, loss_fn, x: torch.Tensor, y: torch.Tensor, batch: int = 1024) -> float:
+def evaluate_loss(model: Model, loss_fn, x: torch.Tensor, y: torch.Tensor, batch: int = 1024) -> float:
     model.eval()
     total = 0.0
     for i in range(0, len(x), batch):
@@ -72,7 +87,7 @@ def evaluate_loss(model: Forecaster, loss_fn, x: torch.Tensor, y: torch.Tensor, 
     return total / max(len(x), 1)
 
 
-def fit(model: Forecaster, train: Windows, val: Windows, cfg: TrainConfig) -> TrainResult:
+def fit(model: Model, train: Windows, val: Windows, cfg: TrainConfig) -> TrainResult:
     """Train ``model`` in place; on return it holds the weights of the best validation epoch."""
     if len(train) == 0:
         raise ValueError("no training windows: the series are too short for this window and split")
@@ -93,6 +108,10 @@ def fit(model: Forecaster, train: Windows, val: Windows, cfg: TrainConfig) -> Tr
     best_state = copy.deepcopy(model.state_dict())
     since_best = 0
     start = time.perf_counter()
+    if cfg.validate_initial:
+        # "Epoch 0": the initial weights compete too (with model.skip_lag they are the seasonal naive).
+        result.best_val = evaluate_loss(model, loss_fn, xv, yv)
+        log.info("epoch 0 (initial weights) val %.4f", result.best_val)
     bar = tqdm(
         range(1, cfg.epochs + 1),
         desc="train",

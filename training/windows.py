@@ -61,7 +61,7 @@ def check_lengths(ds: Dataset, split: SplitConfig, window: WindowConfig) -> None
 
 
 def _origins(ds: Dataset, split: SplitConfig, window: WindowConfig, which: str) -> list[tuple[int, int]]:
-    out = []
+    out: list[tuple[int, int]] = []
     for k, s in enumerate(ds.series):
         n = len(s.values)
         train_end, val_end = bounds(n, split)
