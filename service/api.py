@@ -47,6 +47,8 @@ def model_info(registry: Registry, name: str) -> dict[str, Any]:
             created=manifest.created.isoformat(),
             cell=manifest.cell,
             head=manifest.head,
+            ensemble=manifest.ensemble,
+            skip_lag=manifest.skip_lag,
             input_window=manifest.input_window.model_dump(),
             horizon=manifest.horizon,
             features=manifest.features,

@@ -105,6 +105,10 @@ class Manifest(_Strict):
     horizon: int = Field(gt=0)
     frequency: str | None = Field(default=None, description="pandas offset alias, e.g. 'MS'")
     scaling: Literal["window", "standard", "none"]
+    ensemble: int = Field(default=1, ge=1, description="networks whose forecasts the graph averages")
+    skip_lag: int | None = Field(
+        default=None, gt=0, description="the forecast adds the seasonal naive at this lag (a seasonal skip)"
+    )
     metrics: Metrics | None = None
     intervals: dict[str, Any] | None = Field(
         default=None, description="interval calibration, when the model has intervals"

@@ -111,6 +111,8 @@ class ModelInfo(BaseModel):
     created: datetime | None = None
     cell: str | None = None
     head: str | None = None
+    ensemble: int | None = Field(default=None, description="networks averaged (1: a single model)")
+    skip_lag: int | None = Field(default=None, description="seasonal-naive lag the forecast adds to")
     input_window: InputWindow | None = None
     horizon: int | None = None
     features: list[str] = Field(default_factory=list)

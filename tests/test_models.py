@@ -211,3 +211,14 @@ def test_seed_ensemble_averages_members_exports_and_round_trips(airline, tmp_pat
     again = rebuild(payload["args"], payload["state"]).eval()
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x))
+    # Published, it says what it is, and the service's predictor serves the average.
+    from service import store
+    from service.predictor import OnnxPredictor
+    from training.pipeline import publish_run
+
+    bundle = publish_run(run, tmp_path / "models")
+    manifest = store.load_manifest(bundle)
+    assert (manifest.ensemble, manifest.skip_lag) == (3, skip)
+    served = OnnxPredictor.load(bundle).predict(windows_x)
+    with torch.no_grad():
+        np.testing.assert_allclose(served, model(x).numpy(), rtol=1e-4, atol=1e-3)

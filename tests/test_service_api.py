@@ -134,6 +134,7 @@ def test_list_and_describe_models(client: FlaskClient) -> None:
     assert info["features"] == ["x", "y", "temp"] and info["targets"] == ["x", "y"]
     assert info["input_window"]["length"] == 4 and info["horizon"] == 2 and info["versions"] == ["v1"]
     assert info["status"] == "not_loaded" and info["timestamps_supported"] is True
+    assert (info["ensemble"], info["skip_lag"]) == (1, None)  # manifests from before these fields
     post(client, "multi", {"series": [{"values": [[1, 2, 3]] * 4}]})
     assert client.get("/v1/models/multi").get_json()["status"] == "ready"
     post(client, "broken", {"series": [{"values": SIX}]})

@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
                 )
                 mark = "*" if version == current else " "
                 print(
-                    f" {mark} {version}  {m.cell}/{m.head}  window {m.input_window.length} "
+                    f" {mark} {version}  {m.cell}/{m.head}{f' x{m.ensemble}' if m.ensemble > 1 else ''}"
+                    f"{f' +snaive{m.skip_lag}' if m.skip_lag else ''}  window {m.input_window.length} "
                     f"horizon {m.horizon}  {score}"
                 )
         return 0
