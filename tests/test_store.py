@@ -165,3 +165,34 @@ def test_versions_published_within_one_second_sort_by_age():
     ]
     assert ids == sorted(ids)
     assert ids[0] == "20261127T101500.001Z-ffff"
+
+
+def _rewrite_manifest(path, change):
+    file = path / "manifest.json"
+    raw = json.loads(file.read_text())
+    change(raw)
+    file.write_text(json.dumps(raw))
+
+
+def test_a_newer_trainers_extra_top_level_fields_are_ignored(tmp_path):
+    m = manifest()
+    path = store.publish(tmp_path, m, ONNX)
+    _rewrite_manifest(path, lambda raw: raw.update(calibration_note="from a newer trainer", members=7))
+    assert store.load_manifest(path) == m
+    assert store.verify_bundle(path) == m
+
+
+@pytest.mark.parametrize(
+    ("change", "fault"),
+    [
+        (lambda raw: raw.update(schema_version=2, members=7), "schema_version"),  # meaning changed
+        (lambda raw: raw["input_window"].update(stride=2), "input_window.stride"),  # nested: strict
+        (lambda raw: raw.update(horizon="three"), "horizon"),
+        (lambda raw: raw.pop("targets"), "targets"),
+    ],
+)
+def test_what_this_service_cannot_vouch_for_is_refused(tmp_path, change, fault):
+    path = store.publish(tmp_path, manifest(), ONNX)
+    _rewrite_manifest(path, change)
+    with pytest.raises(store.StoreError, match=fault):
+        store.load_manifest(path)
