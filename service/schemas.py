@@ -17,7 +17,6 @@ from pydantic import (
     ConfigDict,
     Field,
     WithJsonSchema,
-    model_validator,
 )
 
 from service.manifest import InputWindow, Metrics
@@ -57,12 +56,8 @@ class SeriesIn(_Request):
         min_length=1,
         description="ISO 8601 time of every value, increasing (instead of start)",
     )
-
-    @model_validator(mode="after")
-    def _one_time_source(self) -> SeriesIn:
-        if self.start is not None and self.timestamps is not None:
-            raise ValueError("give start or timestamps, not both")
-        return self
+    # "start or timestamps, not both" is checked in service.forecast.prepare, which
+    # visits every series anyway: a Python validator here would run per series.
 
 
 class ForecastRequest(_Request):

@@ -292,7 +292,7 @@ BAD: list[tuple[str, str, Any, str, tuple[int, str], list[Any] | None]] = [
     ("levels", "uni", {**one(), "levels": [80, 95]}, JSON, INVALID, ["levels"]),
     ("id-not-string", "uni", one(id=7), JSON, INVALID, ["series", 0, "id"]),
     ("duplicate-id", "uni", {"series": [{"id": "a", "values": SIX}] * 2}, JSON, INVALID, ["series", 1, "id"]),
-    ("start-and-timestamps", "uni", one(start="2020-01-01", timestamps=["x"]), JSON, INVALID, ["series", 0]),
+    ("start-and-timestamps", "uni", one(start="2020-01-01", timestamps=["x"]), JSON, INVALID, ["series", 0, "start"]),
     ("bad-start", "uni", one(start="yesterday"), JSON, INVALID, ["series", 0, "start"]),
     ("bad-start-no-frequency", "nofreq", one(start="2020-13-01"), JSON, INVALID, ["series", 0, "start"]),
     ("timestamps-count", "uni", one(timestamps=months(1)), JSON, INVALID, ["series", 0, "timestamps"]),
