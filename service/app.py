@@ -121,5 +121,5 @@ def stop_background(app: Flask | None) -> None:
     """Stop polling and write the last metric tallies; gunicorn calls this as a worker exits."""
     found = app_state.state_of(app)
     if found is not None:
+        found.metrics.stop_flushing()  # first: stopping the poller may wait for a model load
         found.registry.stop_polling()
-        found.metrics.stop_flushing()

@@ -19,6 +19,7 @@ so); a worker killed with SIGKILL loses its last unflushed second.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -165,6 +166,9 @@ class Metrics:
 
         self._flusher = threading.Thread(target=loop, name="seqcast-metrics", daemon=True)
         self._flusher.start()
+        # Requests that finish after worker_exit's flush (gthread threads outliving a graceful
+        # timeout) are still written when the interpreter exits.
+        atexit.register(self.flush)
 
     def stop_flushing(self) -> None:
         """Stop the flusher thread and write what is left (gunicorn's ``worker_exit``)."""
@@ -183,7 +187,10 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text: summed over all workers in multiprocess mode."""
-        self.flush()  # this process's latest; the other workers' are at most flush_seconds old
+        try:
+            self.flush()  # this process's latest; the other workers' are at most flush_seconds old
+        except Exception:  # a full disk must not turn a scrape into a 500: show what was written
+            log.exception("writing metrics failed")
         if os.environ.get(MULTIPROC_ENV):
             from prometheus_client import multiprocess
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from flask import Response, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.wsgi import get_content_length
 
 from service.errors import MalformedJSON, UnsupportedMediaType
@@ -53,7 +53,10 @@ def read_body(limit: int | None, environ: WSGIEnvironment) -> bytes:
     if length is not None and environ.get("wsgi.input_terminated"):
         if limit is not None and length > limit:
             raise RequestEntityTooLarge()
-        data: bytes = environ["wsgi.input"].read(length)
+        try:
+            data: bytes = environ["wsgi.input"].read(length)
+        except (OSError, ValueError):  # the client reset the connection mid-body (werkzeug's 400)
+            raise ClientDisconnected() from None
         return data
     return request.get_data(cache=False)
 

@@ -270,9 +270,11 @@ def load_manifest(bundle: Path) -> Manifest:
         raise StoreError(f"{path}: cannot read manifest: {exc.strerror or exc}") from exc
     try:
         raw = json.loads(text)
-        if isinstance(raw, dict) and raw.get("schema_version") == SCHEMA_VERSION:
+        if isinstance(raw, dict) and raw.get("schema_version", SCHEMA_VERSION) == SCHEMA_VERSION:
             raw = {k: v for k, v in raw.items() if k in Manifest.model_fields}
         return Manifest.model_validate(raw)
+    except RecursionError:  # absurdly deep JSON: json.loads recurses
+        raise StoreError(f"{path}: invalid manifest: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError and ValidationError are ValueErrors
         raise StoreError(f"{path}: invalid manifest: {exc}") from exc
 

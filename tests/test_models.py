@@ -158,7 +158,7 @@ def test_scaling_none_is_the_identity_even_when_statistics_are_given():
     assert float(loc.abs().max()) == 0.0 and float(scale.min()) == 1.0
 
 
-@pytest.mark.parametrize("head", ["direct", "seq2seq", "mlp"])
+@pytest.mark.parametrize("head", ["direct", "mlp"])
 @pytest.mark.parametrize("gate", [False, True])
 def test_seasonal_skip_starts_as_the_seasonal_naive(head, gate):
     cfg = ModelConfig(head=head, hidden=8, skip_lag=7, skip_gate=gate)
@@ -168,6 +168,18 @@ def test_seasonal_skip_starts_as_the_seasonal_naive(head, gate):
         y = model(x)
     steps = torch.arange(9) % 7  # step h repeats the value 7 - h % 7 steps before the end
     torch.testing.assert_close(y, x[:, -7:, :1][:, steps], rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"head": "seq2seq", "skip_lag": 7}, "not seq2seq"),  # its decoder would feed back corrections
+        ({"skip_gate": True}, "skip_gate needs model.skip_lag"),
+    ],
+)
+def test_seasonal_skip_options_that_cannot_work_are_refused(fields, reason):
+    with pytest.raises(ValueError, match=reason):
+        ModelConfig(**fields)
 
 
 def test_seasonal_skip_needs_a_window_as_long_as_the_lag():

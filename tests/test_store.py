@@ -180,6 +180,15 @@ def test_a_newer_trainers_extra_top_level_fields_are_ignored(tmp_path):
     _rewrite_manifest(path, lambda raw: raw.update(calibration_note="from a newer trainer", members=7))
     assert store.load_manifest(path) == m
     assert store.verify_bundle(path) == m
+    _rewrite_manifest(path, lambda raw: raw.pop("schema_version"))  # absent: version 1, the default
+    assert store.load_manifest(path) == m
+
+
+def test_a_manifest_nested_absurdly_deep_is_an_invalid_manifest_not_a_crash(tmp_path):
+    path = store.publish(tmp_path, manifest(), ONNX)
+    (path / "manifest.json").write_text('{"schema_version": 1, "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(store.StoreError, match="nested too deeply"):
+        store.load_manifest(path)
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,16 @@ class ModelConfig(_Section):
     # last layer then keeps its usual random initialisation).
     skip_gate: bool = False
 
+    @model_validator(mode="after")
+    def _skip_options(self) -> ModelConfig:
+        if self.skip_gate and self.skip_lag is None:
+            raise ValueError("model.skip_gate needs model.skip_lag (it gates the seasonal skip's correction)")
+        if self.skip_lag is not None and self.head == "seq2seq":
+            # The decoder feeds its own outputs back in; with a skip those would be
+            # corrections, not forecasts.
+            raise ValueError("model.skip_lag works with the direct and mlp heads, not seq2seq")
+        return self
+
 
 class TrainConfig(_Section):
     epochs: int = Field(default=200, gt=0)

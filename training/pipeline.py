@@ -134,8 +134,9 @@ def build_manifest(run: Run, onnx_bytes: bytes, created: datetime | None = None)
         horizon=cfg.window.horizon,
         frequency=ds.frequency,
         scaling=cfg.model.scaling,
-        ensemble=cfg.train.ensemble,
-        skip_lag=cfg.model.skip_lag,
+        # From the model, not the config: `seqcast export` may override the config.
+        ensemble=run.model.model_args.get("ensemble", 1),
+        skip_lag=run.model.model_args["cfg"].get("skip_lag"),
         metrics=run.metrics,
         training_config=config_to_dict(cfg),
         data=DataInfo(
