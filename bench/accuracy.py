@@ -92,6 +92,9 @@ def describe(cfg) -> str:
         f"{head} hidden {m.hidden} x {m.layers} layer(s), window {w.length}->{w.horizon}, "
         f"scaling {m.scaling}, dropout {m.dropout:g}, {t.loss} loss, lr {t.lr:g}, batch {t.batch_size}, "
         f"epochs {t.epochs} patience {t.patience}"
+        + (f", seasonal skip lag {m.skip_lag}" if m.skip_lag else "")
+        + (", initial weights compete as epoch 0" if t.validate_initial else "")
+        + (f", seed ensemble of {t.ensemble}" if t.ensemble > 1 else "")
     )
 
 
