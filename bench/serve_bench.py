@@ -60,6 +60,11 @@ NAME, WINDOW, HORIZON, BATCH = "bench", 48, 12, 256
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+local header = os.getenv("HEADER_LENGTH")  -- set for V2 binary bodies: JSON header, then raw tensor bytes
+if header and header ~= "" then
+  wrk.headers["Content-Type"] = "application/octet-stream"
+  wrk.headers["Inference-Header-Content-Length"] = header
+end
 local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
 wrk.body = f:read("*a")
 f:close()
@@ -109,6 +114,21 @@ def series(n: int, length: int, seed: int = 0) -> np.ndarray:
     level = rng.uniform(50, 500, size=(n, 1))
     values = level * (1 + 0.2 * np.sin(2 * np.pi * t / 24)) + rng.normal(0, 5, size=(n, length))
     return np.round(values, 2).astype(np.float32)
+
+
+def v2_binary_body(n: int) -> tuple[bytes, int]:
+    """A KServe V2 infer request, the tensor as raw bytes (tritonclient's default), and its header size."""
+    x = series(n, WINDOW)[..., None]  # (n, window, 1) float32
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": "x", "shape": list(x.shape), "datatype": "FP32",
+                 "parameters": {"binary_data_size": x.nbytes}}
+            ],
+            "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
+        }
+    ).encode()  # fmt: skip
+    return header + x.astype("<f4").tobytes(), len(header)
 
 
 def request_body(n: int) -> bytes:
@@ -245,12 +265,15 @@ class Server:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(url: str, seconds: float, connections: int, body_file: Path | None, lua: Path) -> dict[str, float]:
+def wrk(
+    url: str, seconds: float, connections: int, body_file: Path | None, lua: Path, header_length: int = 0
+) -> dict[str, float]:
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{round(seconds)}s", "--latency", url]
     env = dict(os.environ)
     if body_file is not None:
         cmd[1:1] = ["-s", str(lua)]
         env["BODY_FILE"] = str(body_file)
+        env["HEADER_LENGTH"] = str(header_length) if header_length else ""
     out = subprocess.run(
         cmd, capture_output=True, text=True, env=env, timeout=seconds + 60, check=True
     ).stdout
@@ -410,6 +433,10 @@ def main() -> None:
     bodies = {"single": work / "single.json", "batch": work / "batch.json"}
     bodies["single"].write_bytes(request_body(1))
     bodies["batch"].write_bytes(request_body(BATCH))
+    bodies["v2"] = work / "v2.bin"
+    v2_body, v2_header = v2_binary_body(BATCH)
+    bodies["v2"].write_bytes(v2_body)
+    header_lengths = {"v2": v2_header}
     lua = work / "post.lua"
     lua.write_text(LUA)
     busy = cpu_busy()
@@ -441,6 +468,7 @@ def main() -> None:
         ("Seqcast forecast, 1 series", seq, forecast, "single"),
         (f"hand-built forecast, {BATCH} series", ref, "/forecast", "batch"),
         (f"Seqcast forecast, {BATCH} series", seq, forecast, "batch"),
+        (f"Seqcast V2 infer, {BATCH} series, binary tensors", seq, f"/v2/models/{NAME}/infer", "v2"),
     ]
     results: dict[str, list[dict[str, float]]] = {p[0]: [] for p in phases}
     try:
@@ -448,7 +476,14 @@ def main() -> None:
         seq.wait("/readyz")
         rss_loaded = seq.worker_rss_mib()
         for server, path, body in {(p[1], p[2], p[3]) for p in phases}:  # warm-up, discarded
-            wrk(server.base + path, 2, args.connections, bodies[body] if body else None, lua)
+            wrk(
+                server.base + path,
+                2,
+                args.connections,
+                bodies[body] if body else None,
+                lua,
+                header_lengths.get(body or "", 0),
+            )
         foreign: dict[str, list[float]] = {p[0]: [] for p in phases}
         for r in range(args.rounds):
             order = phases if r % 2 == 0 else phases[::-1]
@@ -462,6 +497,7 @@ def main() -> None:
                             args.connections,
                             bodies[body] if body else None,
                             lua,
+                            header_lengths.get(body or "", 0),
                         )
                     flag = "" if other.cores <= args.max_foreign else "  (contaminated"
                     print(
@@ -537,6 +573,8 @@ def main() -> None:
     )
     print(f"| {BATCH} series: Seqcast / bare onnxruntime (series/s) | {batch / bare_batch:.2f} | >= 0.9 |")
     print(f"| {BATCH} series: hand-built / bare onnxruntime (series/s) | {ref_batch / bare_batch:.2f} | |")
+    v2_batch = med[f"Seqcast V2 infer, {BATCH} series, binary tensors"]["rps"] * BATCH
+    print(f"| {BATCH} series: Seqcast V2 binary tensors / bare onnxruntime | {v2_batch / bare_batch:.2f} | |")
     print(
         f"| {BATCH} series: Seqcast / hand-built (median of rounds) | "
         f"{paired(f'Seqcast forecast, {BATCH} series', f'hand-built forecast, {BATCH} series'):.2f} "
