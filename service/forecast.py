@@ -285,7 +285,7 @@ def prepare(req: ForecastRequest, manifest: Manifest, horizon: int) -> Batch:
             if x is None:
                 arrays.append(series_array(series.values, manifest))
             dated = series.start is not None or series.timestamps is not None
-            if dated and series.start is not None and series.timestamps is not None:
+            if series.start is not None and series.timestamps is not None:
                 raise _Bad(("start",), "give start or timestamps, not both")
             stamps.append(_forecast_timestamps(series, len(series.values), freq, horizon) if dated else None)
         except _Bad as bad:

@@ -159,16 +159,20 @@ class Metrics:
 
         def loop() -> None:
             while not self._stop.wait(self.flush_seconds):
-                try:
-                    self.flush()
-                except Exception:  # a full disk must not end the flusher; the tallies are lost
-                    log.exception("writing metrics failed")
+                self._flush_or_log()
 
         self._flusher = threading.Thread(target=loop, name="seqcast-metrics", daemon=True)
         self._flusher.start()
         # Requests that finish after worker_exit's flush (gthread threads outliving a graceful
         # timeout) are still written when the interpreter exits.
         atexit.register(self.flush)
+
+    def _flush_or_log(self) -> None:
+        """``flush``, logging a failure: a full disk must end neither the flusher nor a scrape."""
+        try:
+            self.flush()
+        except Exception:  # the tallies of this batch are lost
+            log.exception("writing metrics failed")
 
     def stop_flushing(self) -> None:
         """Stop the flusher thread and write what is left (gunicorn's ``worker_exit``)."""
@@ -187,10 +191,7 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text: summed over all workers in multiprocess mode."""
-        try:
-            self.flush()  # this process's latest; the other workers' are at most flush_seconds old
-        except Exception:  # a full disk must not turn a scrape into a 500: show what was written
-            log.exception("writing metrics failed")
+        self._flush_or_log()  # this process's latest; the other workers' are at most flush_seconds old
         if os.environ.get(MULTIPROC_ENV):
             from prometheus_client import multiprocess
 

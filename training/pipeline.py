@@ -91,10 +91,10 @@ def train_run(cfg: Config) -> Run:
     if len(members) == 1:
         model, result = members[0], results[0]
     else:
-        model, result = Ensemble(members), ensemble_result(results)
-        val = windows["val"]
-        result.best_val = evaluate_loss(
-            model, LOSSES[cfg.train.loss], torch.from_numpy(val.x), torch.from_numpy(val.y)
+        model, val = Ensemble(members), windows["val"]
+        loss = LOSSES[cfg.train.loss]
+        result = ensemble_result(
+            results, evaluate_loss(model, loss, torch.from_numpy(val.x), torch.from_numpy(val.y))
         )
     log.info(
         "trained %d epochs (%d steps) in %.1fs on %s; best epoch %d",

@@ -40,14 +40,14 @@ class TrainResult:
     device: str = "cpu"
 
 
-def ensemble_result(members: list[TrainResult]) -> TrainResult:
-    """One result for an ensemble's members: their summed time and steps; the first member's
-    history and best epoch (the caller sets ``best_val`` to the ensemble's own)."""
+def ensemble_result(members: list[TrainResult], best_val: float) -> TrainResult:
+    """One result for an ensemble: the members' summed time and steps, the first member's
+    history and best epoch, and ``best_val``, the validation loss of the ensemble itself."""
     first = members[0]
     return TrainResult(
         history=first.history,
         best_epoch=first.best_epoch,
-        best_val=first.best_val,
+        best_val=best_val,
         stopped_early=all(m.stopped_early for m in members),
         seconds=sum(m.seconds for m in members),
         steps=sum(m.steps for m in members),
