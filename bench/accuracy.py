@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from training.config import load_config  # noqa: E402
 from training.data import season_for  # noqa: E402
 from training.evaluate import score, seasonal_naive  # noqa: E402
+from training.models import skip_damping_of  # noqa: E402
 from training.pipeline import torch_predict, train_run  # noqa: E402
 
 CONFIGS = ROOT / "bench" / "configs"
@@ -93,6 +94,7 @@ def describe(cfg) -> str:
         f"scaling {m.scaling}, dropout {m.dropout:g}, {t.loss} loss, lr {t.lr:g}, batch {t.batch_size}, "
         f"epochs {t.epochs} patience {t.patience}"
         + (f", seasonal skip lag {m.skip_lag}" if m.skip_lag else "")
+        + (f" + last error damped ({m.skip_damping})" if m.skip_damping is not None else "")
         + (", initial weights compete as epoch 0" if t.validate_initial else "")
         + (f", seed ensemble of {t.ensemble}" if t.ensemble > 1 else "")
     )
@@ -150,7 +152,8 @@ def run_one(name: str, seeds: list[int], overrides: list[str], split: str) -> Re
             f"  {name} seed {seed}: {split} MASE {m.model.mase:.3f} "
             f"(seasonal naive {m.seasonal_naive.mase:.3f}), "
             f"best val loss {run.result.best_val:.4f}, {len(run.result.history)} epochs "
-            f"(best {run.result.best_epoch}), fit {run.result.seconds:.1f}s",
+            f"(best {run.result.best_epoch}), fit {run.result.seconds:.1f}s"
+            + (f", skip damping {phi:g}" if (phi := skip_damping_of(run.model)) is not None else ""),
             file=sys.stderr,
             flush=True,
         )

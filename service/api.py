@@ -49,6 +49,7 @@ def model_info(registry: Registry, name: str) -> dict[str, Any]:
             head=manifest.head,
             ensemble=manifest.ensemble,
             skip_lag=manifest.skip_lag,
+            skip_damping=manifest.skip_damping,
             input_window=manifest.input_window.model_dump(),
             horizon=manifest.horizon,
             features=manifest.features,

@@ -109,6 +109,12 @@ class Manifest(_Strict):
     skip_lag: int | None = Field(
         default=None, gt=0, description="the forecast adds the seasonal naive at this lag (a seasonal skip)"
     )
+    skip_damping: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="with skip_lag: the last seasonal error is carried forward, damped this much per step",
+    )
     metrics: Metrics | None = None
     intervals: dict[str, Any] | None = Field(
         default=None, description="interval calibration, when the model has intervals"

@@ -108,6 +108,9 @@ class ModelInfo(BaseModel):
     head: str | None = None
     ensemble: int | None = Field(default=None, description="networks averaged (1: a single model)")
     skip_lag: int | None = Field(default=None, description="seasonal-naive lag the forecast adds to")
+    skip_damping: float | None = Field(
+        default=None, description="per-step damping of the last seasonal error added to the seasonal naive"
+    )
     input_window: InputWindow | None = None
     horizon: int | None = None
     features: list[str] = Field(default_factory=list)

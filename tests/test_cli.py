@@ -100,3 +100,18 @@ def test_same_seed_same_weights(tmp_path):
     mb = store.verify_bundle(tmp_path / "b" / "demo" / store.read_current(tmp_path / "b", "demo"))
     assert ma.onnx_sha256 == mb.onnx_sha256
     assert json.dumps(ma.metrics.model_dump()) == json.dumps(mb.metrics.model_dump())
+
+
+def test_models_list_says_how_each_forecast_is_built(tmp_path, capsys):
+    from tests.service_stubs import make_manifest, publish_stub
+
+    plain = make_manifest("weekly", version="v1")
+    publish_stub(tmp_path, plain)
+    skip = make_manifest("weekly", version="v2", window=337).model_copy(
+        update={"ensemble": 3, "skip_lag": 336, "skip_damping": 0.95}
+    )
+    publish_stub(tmp_path, skip)
+    assert main(["models", "--model-dir", str(tmp_path), "list"]) == 0
+    out = capsys.readouterr().out
+    assert "   v1  lstm/direct  window 6 horizon 3  MASE n/a" in out
+    assert " * v2  lstm/direct x3 +snaive336 damped 0.95  window 337 horizon 3  MASE n/a" in out

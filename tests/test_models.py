@@ -187,6 +187,109 @@ def test_seasonal_skip_needs_a_window_as_long_as_the_lag():
         tiny_config(skip_lag=48)
 
 
+@pytest.mark.parametrize("head", ["direct", "mlp"])
+@pytest.mark.parametrize("scaling", ["window", "standard"])
+def test_damped_seasonal_skip_starts_as_seasonal_naive_plus_damped_last_error(head, scaling):
+    cfg = ModelConfig(head=head, hidden=8, skip_lag=7, skip_damping=0.8, scaling=scaling)
+    model = build_model(cfg, 2, 1, length=10, horizon=9, mean=[10.0, 0.0], std=[50.0, 1.0]).eval()
+    x = torch.randn(3, 10, 2) * 50 + 10
+    with torch.no_grad():
+        y = model(x)
+    steps = torch.arange(9) % 7
+    error = x[:, -1:, :1] - x[:, -8:-7, :1]  # y[t] - y[t-7], the last seasonal error
+    damping = (0.8 ** torch.arange(1, 10, dtype=torch.float32)).view(1, 9, 1)
+    torch.testing.assert_close(y, x[:, -7:, :1][:, steps] + damping * error, rtol=1e-5, atol=1e-3)
+    # phi = 0 is the plain seasonal skip
+    model.skip_phi.fill_(0.0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), x[:, -7:, :1][:, steps], rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"skip_damping": 0.9}, "skip_damping needs model.skip_lag"),
+        ({"skip_lag": 7, "skip_damping": 1.5}, r"must lie in \[0, 1\]"),
+        ({"skip_lag": 7, "skip_damping": -0.1}, r"must lie in \[0, 1\]"),
+        ({"skip_lag": 7, "skip_damping": True}, "not a boolean"),
+        ({"skip_lag": 7, "skip_damping": "fit"}, "skip_damping"),
+    ],
+)
+def test_skip_damping_values_that_cannot_work_are_refused(fields, reason):
+    with pytest.raises(ValueError, match=reason):
+        ModelConfig(**fields)
+
+
+def test_skip_damping_needs_one_step_more_than_the_lag():
+    with pytest.raises(ValueError, match="skip_lag \\+ 1 = 25"):
+        tiny_config(skip_lag=24, skip_damping=0.9)  # window.length is 24
+    tiny_config(skip_lag=23, skip_damping=0.9)
+    with pytest.raises(ValueError, match="at least skip_lag \\+ 1"):
+        build_model(ModelConfig(skip_lag=7, skip_damping=0.9), 1, 1, length=7, horizon=3)
+
+
+def _seasonal_ar_windows(phi: float, n: int, seed: int, length: int = 15, horizon: int = 6):
+    """Windows of y[t] = y[t-7] + e[t], e an AR(1) with coefficient ``phi``: the series
+    for which the damped seasonal skip with that phi is the best forecast."""
+    from training.windows import Windows
+
+    rng = np.random.default_rng(seed)
+    e = np.zeros(n + 300)
+    for t in range(1, len(e)):
+        e[t] = phi * e[t - 1] + rng.normal()
+    y = np.tile(np.array([20.0, 25, 30, 28, 22, 10, 8]), len(e) // 7 + 1)[: len(e)] * 3
+    for t in range(7, len(y)):
+        y[t] = y[t - 7] + e[t]
+    y = y[300:]
+    origins = np.arange(length, n - horizon + 1)
+    x = np.stack([y[o - length : o] for o in origins])[..., None].astype(np.float32)
+    target = np.stack([y[o : o + horizon] for o in origins])[..., None].astype(np.float32)
+    return Windows(x=x, y=target, series=np.zeros(len(origins), dtype=np.int64), origin=origins)
+
+
+def test_skip_damping_auto_picks_the_damping_of_the_data_and_keeps_it():
+    train = _seasonal_ar_windows(0.9, 400, seed=0)
+    val = _seasonal_ar_windows(0.9, 300, seed=1)
+    cfg = ModelConfig(head="mlp", hidden=8, skip_lag=7, skip_damping="auto")
+    model = build_model(cfg, 1, 1, length=15, horizon=6)
+    # lr 1e-12: no epoch can beat epoch 0, so fit must return the base with the phi it chose
+    train_cfg = TrainConfig(epochs=2, lr=1e-12, progress=False, validate_initial=True, loss="mse")
+    result = fit(model, train, val, train_cfg)
+    assert result.skip_damping in (0.8, 0.9, 0.93, 0.95)
+    assert float(model.skip_phi) == pytest.approx(result.skip_damping)
+    assert result.best_epoch == 0
+    from training.config import SKIP_DAMPING_GRID
+    from training.models import skip_damping_of
+
+    assert skip_damping_of(model) == pytest.approx(result.skip_damping)
+    # the choice is the grid's best on validation, and far better than the plain seasonal naive
+    losses = {}
+    for phi in SKIP_DAMPING_GRID:
+        model.skip_phi.fill_(phi)
+        losses[phi] = evaluate_loss(model, LOSSES["mse"], torch.from_numpy(val.x), torch.from_numpy(val.y))
+    assert min(losses, key=losses.__getitem__) == result.skip_damping
+    assert losses[result.skip_damping] < 0.8 * losses[0.0]
+
+
+def test_damped_skip_exports_with_parity_and_round_trips(tmp_path):
+    windows = _seasonal_ar_windows(0.9, 300, seed=2)
+    cfg = ModelConfig(head="direct", hidden=8, skip_lag=7, skip_damping="auto")
+    model = build_model(cfg, 1, 1, length=15, horizon=6)
+    model.skip_phi.fill_(0.93)  # as "auto" would set it
+    torch.nn.init.normal_(model.head.last_layer().weight, std=0.1)  # a non-zero correction too
+    model.eval()
+    onnx_bytes = to_onnx(model, windows.x)
+    parity = check_parity(model, onnx_bytes, windows.x, float(np.std(windows.y)))
+    assert parity.max_abs_diff <= parity.allowed
+    torch.save({"args": model.model_args, "state": model.state_dict()}, tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    again = rebuild(payload["args"], payload["state"]).eval()
+    assert float(again.skip_phi) == pytest.approx(0.93)  # the chosen phi, not the config's "auto"
+    x = torch.from_numpy(windows.x)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))
+
+
 def test_validate_initial_keeps_untrained_weights_when_no_epoch_improves(airline):
     ds, windows = airline
     cfg = tiny_config(skip_lag=12)
@@ -200,11 +303,11 @@ def test_validate_initial_keeps_untrained_weights_when_no_epoch_improves(airline
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("skip", [None, 12])
-def test_seed_ensemble_averages_members_exports_and_round_trips(airline, tmp_path, skip):
+@pytest.mark.parametrize(("skip", "damping"), [(None, None), (12, None), (12, "auto")])
+def test_seed_ensemble_averages_members_exports_and_round_trips(airline, tmp_path, skip, damping):
     from training.pipeline import train_run
 
-    cfg = tiny_config(skip_lag=skip).model_copy(deep=True)
+    cfg = tiny_config(skip_lag=skip, skip_damping=damping).model_copy(deep=True)
     cfg.train.ensemble = 3
     run = train_run(cfg)
     model = run.model
@@ -231,6 +334,11 @@ def test_seed_ensemble_averages_members_exports_and_round_trips(airline, tmp_pat
     bundle = publish_run(run, tmp_path / "models")
     manifest = store.load_manifest(bundle)
     assert (manifest.ensemble, manifest.skip_lag) == (3, skip)
+    if damping is None:
+        assert manifest.skip_damping is None
+    else:  # the phi the members chose (all the same: the choice precedes training)
+        phis = {float(m.skip_phi) for m in model.members}
+        assert len(phis) == 1 and manifest.skip_damping == pytest.approx(phis.pop())
     served = OnnxPredictor.load(bundle).predict(windows_x)
     with torch.no_grad():
         np.testing.assert_allclose(served, model(x).numpy(), rtol=1e-4, atol=1e-3)

@@ -134,12 +134,25 @@ def test_list_and_describe_models(client: FlaskClient) -> None:
     assert info["features"] == ["x", "y", "temp"] and info["targets"] == ["x", "y"]
     assert info["input_window"]["length"] == 4 and info["horizon"] == 2 and info["versions"] == ["v1"]
     assert info["status"] == "not_loaded" and info["timestamps_supported"] is True
-    assert (info["ensemble"], info["skip_lag"]) == (1, None)  # manifests from before these fields
+    # manifests from before these fields
+    assert (info["ensemble"], info["skip_lag"], info["skip_damping"]) == (1, None, None)
     post(client, "multi", {"series": [{"values": [[1, 2, 3]] * 4}]})
     assert client.get("/v1/models/multi").get_json()["status"] == "ready"
     post(client, "broken", {"series": [{"values": SIX}]})
     broken = client.get("/v1/models/broken").get_json()
     assert broken["status"] == "failed" and "cannot parse" in broken["error"]
+
+
+def test_models_say_how_their_forecast_is_built(tmp_path: Path) -> None:
+    manifest = make_manifest("weekly", window=337).model_copy(
+        update={"ensemble": 3, "skip_lag": 336, "skip_damping": 0.95}
+    )
+    publish_stub(tmp_path, manifest)
+    client = create_app(settings_for(tmp_path), loader=stub_loader).test_client()
+    info = client.get("/v1/models/weekly").get_json()
+    assert (info["ensemble"], info["skip_lag"], info["skip_damping"]) == (3, 336, 0.95)
+    listed = client.get("/v1/models").get_json()["models"][0]
+    assert listed["skip_damping"] == 0.95
 
 
 def test_health_and_readiness(client: FlaskClient, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.manifest import NAME_PATTERN
 
@@ -46,6 +46,11 @@ class WindowConfig(_Section):
     stride: int = Field(default=1, gt=0)  # step between training windows
 
 
+# Candidates for model.skip_damping = "auto": 0 is the plain seasonal naive, 1 shifts
+# the whole seasonal cycle by the last error.
+SKIP_DAMPING_GRID = (0.0, 0.5, 0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0)
+
+
 class ModelConfig(_Section):
     cell: Literal["rnn", "lstm", "gru"] = "lstm"
     head: Literal["direct", "seq2seq", "mlp"] = "direct"
@@ -65,11 +70,35 @@ class ModelConfig(_Section):
     # With skip_lag: scale the correction by a learned scalar that starts at 0 (the
     # last layer then keeps its usual random initialisation).
     skip_gate: bool = False
+    # With skip_lag: carry the last seasonal error forward, damped by this factor per
+    # step, i.e. the base forecast becomes the seasonal ARIMA(1,0,0)(0,1,0)[skip_lag]
+    # one: y[t+h-L] + phi^h * (y[t] - y[t-L]), h = 1..horizon. Demand, traffic and
+    # the like sit above or below last week's value for hours at a time, which the plain
+    # seasonal naive ignores. "auto" picks phi from SKIP_DAMPING_GRID by the base
+    # forecast's validation loss before training (0 = the plain seasonal naive is a
+    # candidate). Needs window.length >= skip_lag + 1.
+    skip_damping: float | Literal["auto"] | None = None
+
+    @field_validator("skip_damping", mode="before")
+    @classmethod
+    def _damping_not_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):  # pydantic would read true as 1.0: no damping at all
+            raise ValueError("model.skip_damping takes a number in [0, 1] or 'auto', not a boolean")
+        return v
+
+    @field_validator("skip_damping")
+    @classmethod
+    def _damping_range(cls, v: float | str | None) -> float | str | None:
+        if isinstance(v, float) and not 0.0 <= v <= 1.0:
+            raise ValueError("model.skip_damping must lie in [0, 1] or be 'auto'")
+        return v
 
     @model_validator(mode="after")
     def _skip_options(self) -> ModelConfig:
         if self.skip_gate and self.skip_lag is None:
             raise ValueError("model.skip_gate needs model.skip_lag (it gates the seasonal skip's correction)")
+        if self.skip_damping is not None and self.skip_lag is None:
+            raise ValueError("model.skip_damping needs model.skip_lag (it damps the seasonal skip's error)")
         if self.skip_lag is not None and self.head == "seq2seq":
             # The decoder feeds its own outputs back in; with a skip those would be
             # corrections, not forecasts.
@@ -148,6 +177,12 @@ class Config(_Section):
                 f"model.skip_lag={self.model.skip_lag} needs window.length >= skip_lag "
                 f"(got {self.window.length}): the seasonal naive is read from the input window"
             )
+        if self.model.skip_lag is not None and self.model.skip_damping is not None:
+            if self.window.length <= self.model.skip_lag:
+                raise ValueError(
+                    f"model.skip_damping needs window.length >= skip_lag + 1 = {self.model.skip_lag + 1} "
+                    f"(got {self.window.length}): the last seasonal error is read from the input window"
+                )
         overlap = set(self.data.targets) & set(self.data.covariates)
         if overlap:
             raise ValueError(f"columns both target and covariate: {sorted(overlap)}")

@@ -55,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
                 mark = "*" if version == current else " "
                 print(
                     f" {mark} {version}  {m.cell}/{m.head}{f' x{m.ensemble}' if m.ensemble > 1 else ''}"
-                    f"{f' +snaive{m.skip_lag}' if m.skip_lag else ''}  window {m.input_window.length} "
+                    f"{f' +snaive{m.skip_lag}' if m.skip_lag else ''}"
+                    f"{f' damped {m.skip_damping:g}' if m.skip_damping is not None else ''}"
+                    f"  window {m.input_window.length} "
                     f"horizon {m.horizon}  {score}"
                 )
         return 0

@@ -14,7 +14,8 @@ Heads:
 - ``mlp``     one-to-one feed-forward baseline on the flattened window, no recurrence.
 
 Options: ``skip_lag`` adds the seasonal naive read from the input window to the
-head's output, which becomes a correction that starts at zero; an ``Ensemble``
+head's output, which becomes a correction that starts at zero (``skip_damping``
+adds the last seasonal error, damped per step, to that base); an ``Ensemble``
 averages separately trained Forecasters (``train.ensemble``) in one module, so
 it exports to one ONNX graph.
 """
@@ -149,6 +150,11 @@ class MLPHead(nn.Module):
 class Forecaster(nn.Module):
     """Scaler + head; ``forward(x: (batch, time, features)) -> (batch, horizon, targets)`` raw."""
 
+    # Buffers of the seasonal skip, registered only when it is on.
+    skip_index: torch.Tensor
+    skip_phi: torch.Tensor
+    skip_steps: torch.Tensor
+
     def __init__(
         self,
         cfg: ModelConfig,
@@ -189,6 +195,19 @@ class Forecaster(nn.Module):
                 )
             # Forecast step h repeats the input `skip_lag - (h % skip_lag)` steps from the end.
             self.register_buffer("skip_index", torch.arange(horizon) % cfg.skip_lag, persistent=False)
+            if cfg.skip_damping is not None:
+                if length <= cfg.skip_lag:
+                    raise ValueError(
+                        f"skip_damping needs a window of at least skip_lag + 1 = {cfg.skip_lag + 1}, "
+                        f"got {length}"
+                    )
+                # phi is a persistent buffer: "auto" sets it before training (train.fit),
+                # and checkpoints and ensembles restore the value chosen.
+                phi = 0.0 if cfg.skip_damping == "auto" else float(cfg.skip_damping)
+                self.register_buffer("skip_phi", torch.tensor(phi))
+                self.register_buffer(
+                    "skip_steps", torch.arange(1, horizon + 1, dtype=torch.float32), persistent=False
+                )
             if cfg.skip_gate:
                 self.gate = nn.Parameter(torch.zeros(()))
             else:
@@ -208,13 +227,32 @@ class Forecaster(nn.Module):
         if self.skip_lag is not None:
             if self.gate is not None:
                 yn = self.gate * yn
-            # The seasonal naive in normalised units (scaling is affine per target).
-            yn = xn[:, -self.skip_lag :, :nt].index_select(1, self.skip_index) + yn
+            yn = self.skip_base(xn) + yn
         return yn, loc[..., :nt], scale[..., :nt]
+
+    def skip_base(self, xn: torch.Tensor) -> torch.Tensor:
+        """The seasonal skip's base forecast, ``xn: (batch, time, features)`` normalised ->
+        ``(batch, horizon, targets)`` normalised (scaling is affine per target, so the
+        seasonal naive and the seasonal error carry over unchanged)."""
+        assert self.skip_lag is not None
+        nt = self.n_targets
+        base = xn[:, -self.skip_lag :, :nt].index_select(1, self.skip_index)
+        if hasattr(self, "skip_phi"):
+            # The last seasonal error y[t] - y[t-L], carried forward as phi^h.
+            error = xn[:, -1:, :nt] - xn[:, -1 - self.skip_lag : -self.skip_lag, :nt]  # (batch, 1, targets)
+            base = base + torch.pow(self.skip_phi, self.skip_steps).unsqueeze(-1) * error
+        return base
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         yn, loc, scale = self.forward_scaled(x)
         return yn * scale + loc
+
+
+def skip_damping_of(model: nn.Module) -> float | None:
+    """The seasonal skip's damping phi as trained (``"auto"`` resolved), or None."""
+    first = model.members[0] if isinstance(model, Ensemble) else model
+    phi = getattr(first, "skip_phi", None)
+    return None if phi is None else round(float(phi), 6)
 
 
 class Ensemble(nn.Module):

@@ -21,7 +21,7 @@ from training.config import Config, config_to_dict
 from training.data import Dataset, load_dataset, season_for
 from training.evaluate import Predict, format_table, score
 from training.export import check_parity, has_dynamic_time, opset_of, to_onnx
-from training.models import Ensemble, Model, build_model, rebuild
+from training.models import Ensemble, Model, build_model, rebuild, skip_damping_of
 from training.train import LOSSES, TrainResult, ensemble_result, evaluate_loss, fit, seed_everything
 from training.windows import Windows, make_windows, train_statistics
 
@@ -137,6 +137,7 @@ def build_manifest(run: Run, onnx_bytes: bytes, created: datetime | None = None)
         # From the model, not the config: `seqcast export` may override the config.
         ensemble=run.model.model_args.get("ensemble", 1),
         skip_lag=run.model.model_args["cfg"].get("skip_lag"),
+        skip_damping=skip_damping_of(run.model),
         metrics=run.metrics,
         training_config=config_to_dict(cfg),
         data=DataInfo(

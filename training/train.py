@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.config import TrainConfig
-from training.models import Model
+from training.config import SKIP_DAMPING_GRID, TrainConfig
+from training.models import Forecaster, Model
 from training.windows import Windows
 
 log = logging.getLogger("seqcast.train")
@@ -38,6 +38,7 @@ class TrainResult:
     seconds: float = 0.0
     steps: int = 0
     device: str = "cpu"
+    skip_damping: float | None = None  # phi chosen by model.skip_damping = "auto"
 
 
 def ensemble_result(members: list[TrainResult], best_val: float) -> TrainResult:
@@ -52,6 +53,7 @@ def ensemble_result(members: list[TrainResult], best_val: float) -> TrainResult:
         seconds=sum(m.seconds for m in members),
         steps=sum(m.steps for m in members),
         device=first.device,
+        skip_damping=first.skip_damping,
     )
 
 
@@ -87,6 +89,29 @@ def evaluate_loss(model: Model, loss_fn, x: torch.Tensor, y: torch.Tensor, batch
     return total / max(len(x), 1)
 
 
+@torch.no_grad()
+def choose_skip_damping(model: Forecaster, loss_fn, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Set ``model.skip_phi`` to the grid value whose base forecast has the lowest loss on
+    ``(x, y)`` (the validation windows) and return it.
+
+    Call it before any training step: the correction then is still zero, so the
+    model's forecast *is* the base. Ties go to the smaller phi (nearer the plain
+    seasonal naive), as the grid is ascending.
+    """
+    losses = []
+    for phi in SKIP_DAMPING_GRID:
+        model.skip_phi.fill_(phi)
+        losses.append(evaluate_loss(model, loss_fn, x, y))
+    best = SKIP_DAMPING_GRID[losses.index(min(losses))]
+    model.skip_phi.fill_(best)
+    log.info(
+        "skip_damping auto: phi %s (validation loss %s)",
+        best,
+        ", ".join(f"{p:g}: {v:.5g}" for p, v in zip(SKIP_DAMPING_GRID, losses, strict=True)),
+    )
+    return best
+
+
 def fit(model: Model, train: Windows, val: Windows, cfg: TrainConfig) -> TrainResult:
     """Train ``model`` in place; on return it holds the weights of the best validation epoch."""
     if len(train) == 0:
@@ -105,6 +130,9 @@ def fit(model: Model, train: Windows, val: Windows, cfg: TrainConfig) -> TrainRe
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience)
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling independent of other RNG use
     result = TrainResult(device=str(device))
+    # Before the first copy of the best state, which must hold the chosen phi.
+    if isinstance(model, Forecaster) and model.model_args["cfg"].get("skip_damping") == "auto":
+        result.skip_damping = choose_skip_damping(model, loss_fn, xv, yv)
     best_state = copy.deepcopy(model.state_dict())
     since_best = 0
     start = time.perf_counter()
