@@ -154,7 +154,22 @@ def fits_float32(arr: np.ndarray) -> bool:
     return bool((np.abs(arr) <= _F32_MAX).all())
 
 
-def fast_batch(req: ForecastRequest, manifest: Manifest) -> np.ndarray | None:
+def check_values_lists(req: ForecastRequest) -> None:
+    """Every ``series[i].values`` is a non-empty list (``SeriesIn`` leaves it unvalidated), else 422."""
+    details: list[dict[str, Any]] = []
+    for i, series in enumerate(req.series):
+        values = series.values
+        if type(values) is not list:
+            details.append({"loc": ["series", i, "values"], "msg": "Input should be a valid list"})
+        elif not values:
+            details.append({"loc": ["series", i, "values"], "msg": "empty: send at least one value"})
+        if len(details) >= MAX_DETAILS:
+            break
+    if details:
+        raise InvalidRequest.from_details(details)
+
+
+def fast_batch(req: ForecastRequest, manifest: Manifest, bool_free: bool = False) -> np.ndarray | None:
     """float32 ``(batch, window, features)`` for the common case, with few numpy calls; else None.
 
     The common case: every series has the same number of points, at least a
@@ -162,6 +177,12 @@ def fast_batch(req: ForecastRequest, manifest: Manifest) -> np.ndarray | None:
     models). Anything else goes through ``series_array`` one series at a time,
     which finds and names each problem. Both paths check every value, not only
     the tail that the model sees.
+
+    ``bool_free``: the request body has no ``true`` or ``false`` token at all.
+    Then a large batch skips the Python type scan: ``np.array`` infers the
+    dtype, and anything but plain numbers (a string, null, a nested list) gives
+    a non-numeric dtype or shape. A bool mixed with numbers would become 1.0 or
+    0.0 unnoticed, which is why the caller must rule bools out from the bytes.
     """
     values = [s.values for s in req.series]
     lengths = set(map(len, values))
@@ -173,8 +194,12 @@ def fast_batch(req: ForecastRequest, manifest: Manifest) -> np.ndarray | None:
         rows = list(chain.from_iterable(values))
         if set(map(type, rows)) != {list} or set(map(len, rows)) != {n_features}:
             return None
+        if bool_free and len(rows) * n_features > _SMALL:
+            return _inferred_batch(values, window, 3)
         cells = list(chain.from_iterable(rows))
     else:
+        if bool_free and len(values) * len(values[0]) > _SMALL:
+            return _inferred_batch(values, window, 2)
         cells = values[0] if len(values) == 1 else list(chain.from_iterable(values))
     if not set(map(type, cells)) <= _NUMBER_TYPES:
         return None
@@ -199,6 +224,23 @@ def fast_batch(req: ForecastRequest, manifest: Manifest) -> np.ndarray | None:
         arr = wide.astype(np.float32)
     # (batch, time) or (batch, time, features) -> (batch, window, features)
     return arr[:, -window:, None] if n_features == 1 else arr[:, -window:]
+
+
+def _inferred_batch(values: list[list[Any]], window: int, ndim: int) -> np.ndarray | None:
+    """float32 ``(batch, window, features)`` from bool-free rectangular ``values``, or None.
+
+    One pass in C: numpy infers the dtype, which is numeric only if every cell
+    is an int or a float (a string gives a text dtype, null or an int beyond 64
+    bits an object one, a list in place of a number another shape).
+    """
+    try:
+        wide = np.array(values)
+    except (ValueError, TypeError):  # inhomogeneous nesting
+        return None
+    if wide.ndim != ndim or wide.dtype.kind not in "fiu" or not fits_float32(wide):
+        return None
+    arr = wide.astype(np.float32)
+    return arr[:, -window:, None] if ndim == 2 else arr[:, -window:]
 
 
 def _last_timestamp(series: SeriesIn, count: int, freq: Frequency | None) -> tuple[datetime, bool] | None:
@@ -265,13 +307,15 @@ def check_options(req: ForecastRequest, manifest: Manifest) -> int:
     return req.horizon or manifest.horizon
 
 
-def prepare(req: ForecastRequest, manifest: Manifest, horizon: int) -> Batch:
+def prepare(req: ForecastRequest, manifest: Manifest, horizon: int, bool_free: bool = False) -> Batch:
     """Check every series against the model and stack them into one input batch.
 
     All problems are collected (up to a limit) so a client fixes them in one round.
+    ``bool_free``: see ``fast_batch``.
     """
+    check_values_lists(req)
     freq = parse_frequency(manifest.frequency)
-    x = fast_batch(req, manifest)
+    x = fast_batch(req, manifest, bool_free)
     arrays: list[np.ndarray] = []
     stamps: list[list[str] | None] = []
     details: list[dict[str, Any]] = []

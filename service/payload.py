@@ -84,12 +84,6 @@ def parse_json(data: bytes) -> Any:
     return parsed
 
 
-def read_json(limit: int | None, environ: WSGIEnvironment) -> Any:
-    """Content type, size and syntax checked: the request body as Python objects."""
-    check_json_content_type(environ)
-    return parse_json(read_body(limit, environ))
-
-
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     response = Response(
         orjson.dumps(payload, option=JSON_OPTIONS), status=status, mimetype="application/json"

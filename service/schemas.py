@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SkipValidation,
     WithJsonSchema,
 )
 
@@ -44,7 +45,10 @@ class SeriesIn(_Request):
     """One series to forecast."""
 
     id: str | None = Field(default=None, min_length=1, max_length=200, description="echoed in the answer")
-    values: Annotated[list[Any], Field(min_length=1), WithJsonSchema(VALUES_SCHEMA)]
+    # Not validated here: pydantic would copy every list, 12,288 elements for a
+    # 256-series batch, before service.forecast checks each value anyway. That the
+    # values are a non-empty list is checked there too (check_values_lists).
+    values: Annotated[SkipValidation[list[Any]], WithJsonSchema(VALUES_SCHEMA)]
     start: str | None = Field(
         default=None,
         max_length=64,

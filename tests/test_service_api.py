@@ -84,6 +84,68 @@ def test_values_at_the_edges_of_float32_are_served_exactly(model_dir: Path, n_se
     assert firsts.shape == (n_series,) and (firsts == edge).all()  # stub: last value + 1 (lost in float32)
 
 
+# A large batch (over 2,048 values) with no true/false in the body takes the path
+# where numpy infers the dtype instead of a Python type scan; one bad cell anywhere
+# must still be found and named.
+LARGE_BAD_CELLS = [
+    ("bool", True, (422, ["series", 300, "values", 2])),
+    ("false", False, (422, ["series", 300, "values", 2])),
+    ("string", "3", (422, ["series", 300, "values", 2])),
+    ("null", None, (422, ["series", 300, "values", 2])),
+    ("object", {"v": 1}, (422, ["series", 300, "values", 2])),
+    ("beyond-float32", 1e39, (422, ["series", 300, "values", 2])),
+    ("list-in-a-number-row", [3.0, 4.0], (422, ["series", 300, "values"])),
+    ("int-beyond-64-bits", 2**70, (200, None)),  # a legal number: numpy gives an object dtype
+    ("one-feature-row", [3.0], (422, ["series", 300, "values"])),  # a row among plain numbers
+]
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"), [c[1:] for c in LARGE_BAD_CELLS], ids=[c[0] for c in LARGE_BAD_CELLS]
+)
+def test_one_bad_cell_in_a_large_batch_is_named(model_dir: Path, cell: Any, expected: Any) -> None:
+    settings = settings_for(model_dir, max_series=500, max_body_bytes=1 << 22)
+    client = create_app(settings, loader=stub_loader).test_client()
+    series = [{"values": [1.5, 2, 3.25, 4, 5, 6.5]} for _ in range(500)]  # 3,000 values
+    series[300]["values"][2] = cell
+    r = post(client, "uni", {"series": series})
+    status, loc = expected
+    assert r.status_code == status, r.data
+    if loc is not None:
+        assert error_of(r)["details"][0]["loc"] == loc
+    else:
+        assert r.get_json()["forecasts"][0]["mean"] == [7.5, 8.5, 9.5]
+
+
+def test_a_large_batch_with_a_nan_or_an_int_only_batch(model_dir: Path) -> None:
+    settings = settings_for(model_dir, max_series=500, max_body_bytes=1 << 22)
+    client = create_app(settings, loader=stub_loader).test_client()
+    rows = ", ".join('{"values": [1, 2, 3, 4, 5, 6]}' for _ in range(499))
+    r = client.post(
+        "/v1/models/uni/forecast",
+        data=f'{{"series": [{rows}, {{"values": [1, 2, NaN, 4, 5, 6]}}]}}',
+        content_type="application/json",
+    )
+    assert r.status_code == 422 and error_of(r)["details"][0]["loc"] == ["series", 499, "values", 2]
+    ints = post(client, "uni", {"series": [{"values": [1, 2, 3, 4, 5, 6]}] * 500})
+    floats = post(client, "uni", {"series": [{"values": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]}] * 500})
+    rows = post(client, "uni", {"series": [{"values": [[v] for v in range(1, 7)]}] * 500})  # 1-feature rows
+    assert ints.status_code == floats.status_code == rows.status_code == 200
+    assert ints.get_json()["forecasts"] == floats.get_json()["forecasts"] == rows.get_json()["forecasts"]
+
+
+@pytest.mark.parametrize("bad", [None, True, "x", [1, 2], 1e39])
+def test_large_multi_feature_batch_names_a_bad_cell(model_dir: Path, bad: Any) -> None:
+    settings = settings_for(model_dir, max_series=500, max_body_bytes=1 << 22)
+    client = create_app(settings, loader=stub_loader).test_client()
+    series = [{"values": [[1.0, 2, 3], [4, 5, 6], [7, 8, 9], [1, 2, 3]]} for _ in range(300)]  # 3,600 values
+    assert post(client, "multi", {"series": series}).status_code == 200
+    series[200]["values"][1][2] = bad
+    r = post(client, "multi", {"series": series})
+    assert r.status_code == 422, r.data
+    assert error_of(r)["details"][0]["loc"][:4] == ["series", 200, "values", 1]
+
+
 def test_many_series_go_in_one_model_call(app: Flask) -> None:
     client = app.test_client()
     series = [{"values": SIX}, {"values": [0, *SIX]}, {"values": [[v] for v in SIX]}]
@@ -411,3 +473,28 @@ def test_a_client_that_resets_mid_body_gets_a_400_not_a_500(client: FlaskClient)
             environ_overrides={"wsgi.input": Resetting(), **environ},
         )
         assert r.status_code == 400, (environ, r.data)
+
+
+def test_fast_batch_takes_the_inferred_path_only_when_safe() -> None:
+    """The dtype-inferring path gives the same batch as the type scan, and refuses every non-number."""
+    from service import forecast
+    from tests.service_stubs import make_manifest
+
+    manifest = make_manifest("uni")
+    clean = ForecastRequest.model_validate({"series": [{"values": [1.5, 2, 3, 4, 5, 6]}] * 400})
+    scanned = forecast.fast_batch(clean, manifest, bool_free=False)
+    inferred = forecast.fast_batch(clean, manifest, bool_free=True)
+    assert scanned is not None and inferred is not None
+    assert inferred.dtype == np.float32 and inferred.shape == (400, 6, 1)
+    np.testing.assert_array_equal(inferred, scanned)
+    for bad in ("2", None, [2.0], {"a": 1}, 1e39, 2**70):
+        series = [{"values": [1.5, 2, 3, 4, 5, 6]} for _ in range(400)]
+        series[7]["values"][1] = bad
+        req = ForecastRequest.model_validate({"series": series})
+        assert forecast.fast_batch(req, manifest, bool_free=True) is None, bad
+    # Bools are the one thing dtype inference misses (True -> 1.0): hence the caller's byte check.
+    series = [{"values": [1.5, 2, 3, 4, 5, 6]} for _ in range(400)]
+    series[7]["values"][1] = True
+    req = ForecastRequest.model_validate({"series": series})
+    assert forecast.fast_batch(req, manifest, bool_free=False) is None
+    assert forecast.fast_batch(req, manifest, bool_free=True) is not None  # the precondition matters
