@@ -12,7 +12,7 @@ from service import forecast, store
 from service.errors import Forbidden, InvalidRequest, ModelNotFound, Unauthorized, from_validation_error
 from service.manifest import Manifest, valid_name
 from service.metrics import now
-from service.payload import check_json_content_type, json_response, parse_json, read_body
+from service.payload import check_json_content_type, json_response, may_hold_bools, parse_json, read_body
 from service.registry import Registry
 from service.schemas import ForecastRequest
 from service.settings import Settings
@@ -118,8 +118,7 @@ def forecast_view(name: str) -> Response:
         raise from_validation_error(exc) from None
     manifest = served.manifest
     horizon = forecast.check_options(req, manifest)
-    # No bool token anywhere in the body lets a large batch skip the type scan (fast_batch).
-    bool_free = b"true" not in data and b"false" not in data
+    bool_free = not may_hold_bools(data)
     batch = forecast.prepare(req, manifest, horizon, bool_free)  # 422 with every bad series
     started = now()
     y = served.predictor.predict(batch.x)  # (batch, horizon, targets)

@@ -498,3 +498,20 @@ def test_fast_batch_takes_the_inferred_path_only_when_safe() -> None:
     req = ForecastRequest.model_validate({"series": series})
     assert forecast.fast_batch(req, manifest, bool_free=False) is None
     assert forecast.fast_batch(req, manifest, bool_free=True) is not None  # the precondition matters
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"series": [{"values": [1.5, 2e-3, -4E+2]}]}', False),
+        (b'{"series": [{"values": [1, true]}]}', True),
+        (b'{"series": [{"values": [false, 1]}]}', True),
+        (b'{"series": [{"start": "2020-01-01T00:00", "values": [1, 2]}]}', False),  # t and f, no token
+        (b'{"series": [{"id": "fast", "values": [1]}], "horizon": 2}', False),
+        (b'{"series": [{"id": "is-true", "values": [1]}]}', True),  # conservative: the exact scan path
+    ],
+)
+def test_may_hold_bools(body: bytes, expected: bool) -> None:
+    from service.payload import may_hold_bools
+
+    assert may_hold_bools(body) is expected
