@@ -115,7 +115,9 @@ def forecast_view(name: str) -> Response:
     try:
         req = ForecastRequest.model_validate(raw)
     except ValidationError as exc:
-        raise from_validation_error(exc) from None
+        # The values' type check is not pydantic's (see SeriesIn): report it in the same round.
+        extra = forecast.values_list_problems(forecast.raw_values(raw))
+        raise from_validation_error(exc, extra) from None
     manifest = served.manifest
     horizon = forecast.check_options(req, manifest)
     bool_free = not may_hold_bools(data)

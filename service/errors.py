@@ -88,10 +88,11 @@ def format_loc(loc: Loc) -> str:
     return out or "body"
 
 
-def from_validation_error(exc: ValidationError) -> InvalidRequest:
-    """A pydantic error as a 422 with one detail per problem, input values left out."""
+def from_validation_error(exc: ValidationError, extra: list[dict[str, Any]] | None = None) -> InvalidRequest:
+    """A pydantic error as a 422 with one detail per problem, input values left out;
+    ``extra``: details found by other checks of the same request."""
     details = [{"loc": list(e["loc"]), "msg": _message(e)} for e in exc.errors(include_url=False)]
-    return InvalidRequest.from_details(details)
+    return InvalidRequest.from_details(details + (extra or []))
 
 
 def _message(error: Any) -> str:

@@ -10,7 +10,8 @@ batch. Only a request that fails the fast path is walked series by series
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
@@ -154,17 +155,34 @@ def fits_float32(arr: np.ndarray) -> bool:
     return bool((np.abs(arr) <= _F32_MAX).all())
 
 
-def check_values_lists(req: ForecastRequest) -> None:
-    """Every ``series[i].values`` is a non-empty list (``SeriesIn`` leaves it unvalidated), else 422."""
+def values_list_problems(values_by_series: Iterable[tuple[int, Any]]) -> list[dict[str, Any]]:
+    """Error details for every ``series[i].values`` that is not a non-empty list.
+
+    ``SeriesIn`` leaves ``values`` unvalidated (see there), so this is its type check.
+    """
     details: list[dict[str, Any]] = []
-    for i, series in enumerate(req.series):
-        values = series.values
+    for i, values in values_by_series:
         if type(values) is not list:
             details.append({"loc": ["series", i, "values"], "msg": "Input should be a valid list"})
         elif not values:
             details.append({"loc": ["series", i, "values"], "msg": "empty: send at least one value"})
         if len(details) >= MAX_DETAILS:
             break
+    return details
+
+
+def raw_values(raw: Any) -> Iterator[tuple[int, Any]]:
+    """``(i, series[i]["values"])`` of a parsed body that pydantic refused, where present."""
+    series = raw.get("series") if isinstance(raw, dict) else None
+    if isinstance(series, list):
+        for i, item in enumerate(series):
+            if isinstance(item, dict) and "values" in item:
+                yield i, item["values"]
+
+
+def check_values_lists(req: ForecastRequest) -> None:
+    """422 unless every ``series[i].values`` is a non-empty list."""
+    details = values_list_problems((i, s.values) for i, s in enumerate(req.series))
     if details:
         raise InvalidRequest.from_details(details)
 
@@ -179,10 +197,10 @@ def fast_batch(req: ForecastRequest, manifest: Manifest, bool_free: bool = False
     the tail that the model sees.
 
     ``bool_free``: the request body has no ``true`` or ``false`` token at all.
-    Then a large batch skips the Python type scan: ``np.array`` infers the
-    dtype, and anything but plain numbers (a string, null, a nested list) gives
-    a non-numeric dtype or shape. A bool mixed with numbers would become 1.0 or
-    0.0 unnoticed, which is why the caller must rule bools out from the bytes.
+    Then a large batch skips the Python type scan and converts in one C loop
+    (``_converted_batch``), which refuses every non-number but a bool: a bool
+    would become 1.0 or 0.0 unnoticed, which is why the caller must rule bools
+    out from the bytes.
     """
     values = [s.values for s in req.series]
     lengths = set(map(len, values))
@@ -195,11 +213,11 @@ def fast_batch(req: ForecastRequest, manifest: Manifest, bool_free: bool = False
         if set(map(type, rows)) != {list} or set(map(len, rows)) != {n_features}:
             return None
         if bool_free and len(rows) * n_features > _SMALL:
-            return _inferred_batch(values, window, 3)
+            return _converted_batch(chain.from_iterable(rows), len(values), len(values[0]), window)
         cells = list(chain.from_iterable(rows))
     else:
         if bool_free and len(values) * len(values[0]) > _SMALL:
-            return _inferred_batch(values, window, 2)
+            return _converted_batch(chain.from_iterable(values), len(values), len(values[0]), window)
         cells = values[0] if len(values) == 1 else list(chain.from_iterable(values))
     if not set(map(type, cells)) <= _NUMBER_TYPES:
         return None
@@ -226,21 +244,24 @@ def fast_batch(req: ForecastRequest, manifest: Manifest, bool_free: bool = False
     return arr[:, -window:, None] if n_features == 1 else arr[:, -window:]
 
 
-def _inferred_batch(values: list[list[Any]], window: int, ndim: int) -> np.ndarray | None:
-    """float32 ``(batch, window, features)`` from bool-free rectangular ``values``, or None.
+def _converted_batch(cells: Iterable[Any], batch: int, length: int, window: int) -> np.ndarray | None:
+    """float32 ``(batch, window, features)`` from the ``batch * length * features`` cells of a
+    rectangular, bool-free batch, or None.
 
-    One pass in C: numpy infers the dtype, which is numeric only if every cell
-    is an int or a float (a string gives a text dtype, null or an int beyond 64
-    bits an object one, a list in place of a number another shape).
+    ``array("d")`` converts in one C loop and takes only ints and floats (and
+    bools, which the caller has ruled out): a string, null, object or list
+    raises TypeError, an int beyond float64 OverflowError. Memory stays at 8
+    bytes a cell whatever the client sent, unlike dtype inference, which sizes a
+    text array by the longest string.
     """
     try:
-        wide = np.array(values)
-    except (ValueError, TypeError):  # inhomogeneous nesting
+        flat = array("d", cells)
+    except (TypeError, OverflowError):
         return None
-    if wide.ndim != ndim or wide.dtype.kind not in "fiu" or not fits_float32(wide):
+    wide = np.frombuffer(flat, dtype=np.float64).reshape(batch, length, -1)
+    if not fits_float32(wide):
         return None
-    arr = wide.astype(np.float32)
-    return arr[:, -window:, None] if ndim == 2 else arr[:, -window:]
+    return wide[:, -window:].astype(np.float32)
 
 
 def _last_timestamp(series: SeriesIn, count: int, freq: Frequency | None) -> tuple[datetime, bool] | None:

@@ -91,7 +91,11 @@ def may_hold_bools(data: bytes) -> bool:
     one-byte search runs at memory speed (2 us for a 240 KB body, where
     ``b"true" in data`` takes 145 us), and numbers never contain a ``t`` or an
     ``f``; a body with either (a "timestamps" key, an id) gets the exact search.
+    A NUL byte means UTF-16 or UTF-32, which ``parse_json``'s fallback accepts
+    and where no token is a run of ASCII bytes: those bodies may hold anything.
     """
+    if b"\x00" in data:
+        return True
     if b"t" not in data and b"f" not in data:
         return False
     return b"true" in data or b"false" in data

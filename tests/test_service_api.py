@@ -85,7 +85,7 @@ def test_values_at_the_edges_of_float32_are_served_exactly(model_dir: Path, n_se
 
 
 # A large batch (over 2,048 values) with no true/false in the body takes the path
-# where numpy infers the dtype instead of a Python type scan; one bad cell anywhere
+# where one C loop converts the cells instead of a Python type scan; one bad cell anywhere
 # must still be found and named.
 LARGE_BAD_CELLS = [
     ("bool", True, (422, ["series", 300, "values", 2])),
@@ -95,7 +95,7 @@ LARGE_BAD_CELLS = [
     ("object", {"v": 1}, (422, ["series", 300, "values", 2])),
     ("beyond-float32", 1e39, (422, ["series", 300, "values", 2])),
     ("list-in-a-number-row", [3.0, 4.0], (422, ["series", 300, "values"])),
-    ("int-beyond-64-bits", 2**70, (200, None)),  # a legal number: numpy gives an object dtype
+    ("int-beyond-64-bits", 2**70, (200, None)),  # a legal number, beyond float32 only past 3.4e38
     ("one-feature-row", [3.0], (422, ["series", 300, "values"])),  # a row among plain numbers
 ]
 
@@ -115,6 +115,38 @@ def test_one_bad_cell_in_a_large_batch_is_named(model_dir: Path, cell: Any, expe
         assert error_of(r)["details"][0]["loc"] == loc
     else:
         assert r.get_json()["forecasts"][0]["mean"] == [7.5, 8.5, 9.5]
+
+
+def test_a_long_string_in_a_large_batch_costs_no_memory(model_dir: Path) -> None:
+    """Converting cell by cell, not by dtype inference (which would size a text array
+    of 3,000 cells by the longest string: 240 MB for this 20 KB cell)."""
+    import tracemalloc
+
+    settings = settings_for(model_dir, max_series=500, max_body_bytes=1 << 22)
+    client = create_app(settings, loader=stub_loader).test_client()
+    series = [{"values": [1.5, 2, 3.25, 4, 5, 6.5]} for _ in range(500)]
+    series[300]["values"][2] = "a" * 20_000  # no t or f: the body takes the bool-free path
+    tracemalloc.start()
+    try:
+        r = post(client, "uni", {"series": series})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert r.status_code == 422 and error_of(r)["details"][0]["loc"] == ["series", 300, "values", 2]
+    assert peak < 32 << 20, f"peak {peak / 2**20:.0f} MiB"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_a_bool_in_a_large_utf16_or_utf32_body_is_refused(model_dir: Path, encoding: str) -> None:
+    settings = settings_for(model_dir, max_series=500, max_body_bytes=1 << 22)
+    client = create_app(settings, loader=stub_loader).test_client()
+    series = [{"values": [1.5, 2, 3.25, 4, 5, 6.5]} for _ in range(500)]
+    series[300]["values"][5] = True
+    r = client.post(
+        "/v1/models/uni/forecast", data=json.dumps({"series": series}).encode(encoding), content_type=JSON
+    )
+    assert r.status_code == 422, r.data[:200]
+    assert error_of(r)["details"][0]["loc"] == ["series", 300, "values", 5]
 
 
 def test_a_large_batch_with_a_nan_or_an_int_only_batch(model_dir: Path) -> None:
@@ -475,24 +507,27 @@ def test_a_client_that_resets_mid_body_gets_a_400_not_a_500(client: FlaskClient)
         assert r.status_code == 400, (environ, r.data)
 
 
-def test_fast_batch_takes_the_inferred_path_only_when_safe() -> None:
-    """The dtype-inferring path gives the same batch as the type scan, and refuses every non-number."""
+def test_fast_batch_takes_the_converting_path_only_when_safe() -> None:
+    """The one-loop conversion gives the same batch as the type scan, and refuses every non-number."""
     from service import forecast
     from tests.service_stubs import make_manifest
 
     manifest = make_manifest("uni")
     clean = ForecastRequest.model_validate({"series": [{"values": [1.5, 2, 3, 4, 5, 6]}] * 400})
     scanned = forecast.fast_batch(clean, manifest, bool_free=False)
-    inferred = forecast.fast_batch(clean, manifest, bool_free=True)
-    assert scanned is not None and inferred is not None
-    assert inferred.dtype == np.float32 and inferred.shape == (400, 6, 1)
-    np.testing.assert_array_equal(inferred, scanned)
-    for bad in ("2", None, [2.0], {"a": 1}, 1e39, 2**70):
+    converted = forecast.fast_batch(clean, manifest, bool_free=True)
+    assert scanned is not None and converted is not None
+    assert converted.dtype == np.float32 and converted.shape == (400, 6, 1)
+    np.testing.assert_array_equal(converted, scanned)
+    big = [{"values": [1.5, 2, 3, 4, 5, 2**70]}] * 400  # a legal number beyond 64-bit ints
+    got = forecast.fast_batch(ForecastRequest.model_validate({"series": big}), manifest, bool_free=True)
+    assert got is not None and got[0, -1, 0] == np.float32(2**70)
+    for bad in ("2", None, [2.0], {"a": 1}, 1e39, 10**400, "a" * 10_000):
         series = [{"values": [1.5, 2, 3, 4, 5, 6]} for _ in range(400)]
         series[7]["values"][1] = bad
         req = ForecastRequest.model_validate({"series": series})
         assert forecast.fast_batch(req, manifest, bool_free=True) is None, bad
-    # Bools are the one thing dtype inference misses (True -> 1.0): hence the caller's byte check.
+    # Bools are the one thing the conversion takes (True -> 1.0): hence the caller's byte check.
     series = [{"values": [1.5, 2, 3, 4, 5, 6]} for _ in range(400)]
     series[7]["values"][1] = True
     req = ForecastRequest.model_validate({"series": series})
@@ -509,9 +544,19 @@ def test_fast_batch_takes_the_inferred_path_only_when_safe() -> None:
         (b'{"series": [{"start": "2020-01-01T00:00", "values": [1, 2]}]}', False),  # t and f, no token
         (b'{"series": [{"id": "fast", "values": [1]}], "horizon": 2}', False),
         (b'{"series": [{"id": "is-true", "values": [1]}]}', True),  # conservative: the exact scan path
+        ('{"series": [{"values": [1, true]}]}'.encode("utf-16"), True),  # json.loads takes UTF-16/32
+        ('{"series": [{"values": [1, 2]}]}'.encode("utf-32-le"), True),
     ],
 )
 def test_may_hold_bools(body: bytes, expected: bool) -> None:
     from service.payload import may_hold_bools
 
     assert may_hold_bools(body) is expected
+
+
+def test_a_values_type_error_comes_in_the_same_round_as_the_envelopes(client: FlaskClient) -> None:
+    r = post(client, "uni", {"series": [{"id": "", "values": SIX}, {"values": "x"}, {"values": []}]})
+    assert r.status_code == 422
+    locs = [d["loc"] for d in error_of(r)["details"]]
+    assert locs == [["series", 0, "id"], ["series", 1, "values"], ["series", 2, "values"]]
+    assert error_of(r)["details"][2]["msg"] == "empty: send at least one value"
