@@ -129,6 +129,8 @@ class Manifest(_Strict):
     def _targets_lead_features(self) -> Manifest:
         if self.features[: len(self.targets)] != self.targets:
             raise ValueError("features must start with the targets, in the same order")
+        if self.skip_damping is not None and self.skip_lag is None:
+            raise ValueError("skip_damping needs skip_lag: it damps the seasonal skip's error")
         return self
 
     @property

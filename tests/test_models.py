@@ -187,22 +187,43 @@ def test_seasonal_skip_needs_a_window_as_long_as_the_lag():
         tiny_config(skip_lag=48)
 
 
+def _seasonal_arima_forecast(history: np.ndarray, lag: int, horizon: int, phi: float) -> np.ndarray:
+    """The SARIMA(1,0,0)(0,1,0)[lag] forecast by its recursion: y^[t+k] = y^[t+k-lag] + phi^k e."""
+    y = list(history)
+    t = len(y) - 1
+    error = y[t] - y[t - lag]
+    for k in range(1, horizon + 1):
+        y.append(y[t + k - lag] + phi**k * error)
+    return np.array(y[t + 1 :])
+
+
 @pytest.mark.parametrize("head", ["direct", "mlp"])
-@pytest.mark.parametrize("scaling", ["window", "standard"])
-def test_damped_seasonal_skip_starts_as_seasonal_naive_plus_damped_last_error(head, scaling):
+@pytest.mark.parametrize("scaling", ["window", "standard", "none"])
+@pytest.mark.parametrize("horizon", [5, 16])  # within one season of 7, and beyond two
+def test_damped_seasonal_skip_starts_as_the_seasonal_arima_forecast(head, scaling, horizon):
     cfg = ModelConfig(head=head, hidden=8, skip_lag=7, skip_damping=0.8, scaling=scaling)
-    model = build_model(cfg, 2, 1, length=10, horizon=9, mean=[10.0, 0.0], std=[50.0, 1.0]).eval()
-    x = torch.randn(3, 10, 2) * 50 + 10
+    length = max(10, horizon)
+    model = build_model(cfg, 2, 1, length=length, horizon=horizon, mean=[10.0, 0.0], std=[50.0, 1.0]).eval()
+    x = torch.randn(3, length, 2, dtype=torch.float64).float() * 50 + 10
     with torch.no_grad():
-        y = model(x)
-    steps = torch.arange(9) % 7
-    error = x[:, -1:, :1] - x[:, -8:-7, :1]  # y[t] - y[t-7], the last seasonal error
-    damping = (0.8 ** torch.arange(1, 10, dtype=torch.float32)).view(1, 9, 1)
-    torch.testing.assert_close(y, x[:, -7:, :1][:, steps] + damping * error, rtol=1e-5, atol=1e-3)
+        y = model(x)[..., 0].numpy()
+    expected = np.stack([_seasonal_arima_forecast(row[:, 0].numpy(), 7, horizon, 0.8) for row in x])
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-3)
     # phi = 0 is the plain seasonal skip
     model.skip_phi.fill_(0.0)
     with torch.no_grad():
+        steps = torch.arange(horizon) % 7
         torch.testing.assert_close(model(x), x[:, -7:, :1][:, steps], rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_damped_skip_exports_with_the_dynamo_exporter_too():
+    windows = _seasonal_ar_windows(0.9, 200, seed=3)
+    cfg = ModelConfig(head="direct", hidden=8, skip_lag=7, skip_damping=0.9)
+    model = build_model(cfg, 1, 1, length=15, horizon=6).eval()
+    onnx_bytes = to_onnx(model, windows.x, exporter="dynamo")
+    parity = check_parity(model, onnx_bytes, windows.x, float(np.std(windows.y)))  # incl. a longer history
+    assert parity.max_abs_diff <= parity.allowed
 
 
 @pytest.mark.parametrize(

@@ -107,6 +107,13 @@ def test_manifest_rejects_targets_not_leading_features():
         Manifest.model_validate({**manifest().model_dump(), "features": ["temp", "value"]})
 
 
+def test_manifest_rejects_a_damping_without_a_seasonal_skip():
+    with pytest.raises(ValueError, match="skip_damping needs skip_lag"):
+        Manifest.model_validate({**manifest().model_dump(), "skip_damping": 0.9})
+    ok = Manifest.model_validate({**manifest().model_dump(), "skip_lag": 12, "skip_damping": 0.9})
+    assert (ok.skip_lag, ok.skip_damping) == (12, 0.9)
+
+
 def _publish_many(tmp_path, n: int) -> list[str]:
     versions = [f"2026010{i}T000000Z-{i:04d}" for i in range(1, n + 1)]
     for v in versions:

@@ -47,7 +47,7 @@ class WindowConfig(_Section):
 
 
 # Candidates for model.skip_damping = "auto": 0 is the plain seasonal naive, 1 shifts
-# the whole seasonal cycle by the last error.
+# the next season by the last error (and each further season by it again).
 SKIP_DAMPING_GRID = (0.0, 0.5, 0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0)
 
 
@@ -72,7 +72,8 @@ class ModelConfig(_Section):
     skip_gate: bool = False
     # With skip_lag: carry the last seasonal error forward, damped by this factor per
     # step, i.e. the base forecast becomes the seasonal ARIMA(1,0,0)(0,1,0)[skip_lag]
-    # one: y[t+h-L] + phi^h * (y[t] - y[t-L]), h = 1..horizon. Demand, traffic and
+    # one: y[t+h-L] + phi^h * (y[t] - y[t-L]) for h = 1..L (beyond one season the
+    # recursion adds phi^(h-L), phi^(h-2L), ... too). Demand, traffic and
     # the like sit above or below last week's value for hours at a time, which the plain
     # seasonal naive ignores. "auto" picks phi from SKIP_DAMPING_GRID by the base
     # forecast's validation loss before training (0 = the plain seasonal naive is a

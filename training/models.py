@@ -154,6 +154,7 @@ class Forecaster(nn.Module):
     skip_index: torch.Tensor
     skip_phi: torch.Tensor
     skip_steps: torch.Tensor
+    skip_mask: torch.Tensor
 
     def __init__(
         self,
@@ -205,9 +206,14 @@ class Forecaster(nn.Module):
                 # and checkpoints and ensembles restore the value chosen.
                 phi = 0.0 if cfg.skip_damping == "auto" else float(cfg.skip_damping)
                 self.register_buffer("skip_phi", torch.tensor(phi))
-                self.register_buffer(
-                    "skip_steps", torch.arange(1, horizon + 1, dtype=torch.float32), persistent=False
-                )
+                # Step k (1-based) of the forecast adds e * sum_i phi^(k - i*L) over the seasons
+                # i = 0..ceil(k/L)-1 that it lies beyond the window (the ARIMA recursion
+                # y^[t+k] = y^[t+k-L] + phi^k e): row i holds k - i*L, masked where below 1.
+                seasons = -(-horizon // cfg.skip_lag)
+                k = torch.arange(1, horizon + 1, dtype=torch.float32)
+                shift = torch.stack([k - i * cfg.skip_lag for i in range(seasons)])  # (seasons, horizon)
+                self.register_buffer("skip_steps", shift.clamp(min=1.0), persistent=False)
+                self.register_buffer("skip_mask", (shift >= 1).float(), persistent=False)
             if cfg.skip_gate:
                 self.gate = nn.Parameter(torch.zeros(()))
             else:
@@ -238,9 +244,11 @@ class Forecaster(nn.Module):
         nt = self.n_targets
         base = xn[:, -self.skip_lag :, :nt].index_select(1, self.skip_index)
         if hasattr(self, "skip_phi"):
-            # The last seasonal error y[t] - y[t-L], carried forward as phi^h.
-            error = xn[:, -1:, :nt] - xn[:, -1 - self.skip_lag : -self.skip_lag, :nt]  # (batch, 1, targets)
-            base = base + torch.pow(self.skip_phi, self.skip_steps).unsqueeze(-1) * error
+            # The last seasonal error y[t] - y[t-L], carried forward as phi^k. Indexed, not
+            # sliced: a slice ending at -L has a symbolic length for torch.export.
+            error = (xn[:, -1, :nt] - xn[:, -1 - self.skip_lag, :nt]).unsqueeze(1)  # (batch, 1, targets)
+            weight = (torch.pow(self.skip_phi, self.skip_steps) * self.skip_mask).sum(dim=0)  # (horizon,)
+            base = base + weight.unsqueeze(-1) * error
         return base
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
