@@ -276,20 +276,20 @@ def test_skip_damping_auto_picks_the_damping_of_the_data_and_keeps_it():
     # lr 1e-12: no epoch can beat epoch 0, so fit must return the base with the phi it chose
     train_cfg = TrainConfig(epochs=2, lr=1e-12, progress=False, validate_initial=True, loss="mse")
     result = fit(model, train, val, train_cfg)
-    assert result.skip_damping in (0.8, 0.9, 0.93, 0.95)
-    assert float(model.skip_phi) == pytest.approx(result.skip_damping)
-    assert result.best_epoch == 0
     from training.config import SKIP_DAMPING_GRID
     from training.models import skip_damping_of
 
-    assert skip_damping_of(model) == pytest.approx(result.skip_damping)
+    chosen = skip_damping_of(model)  # what fit left in the model
+    assert chosen in (0.8, 0.9, 0.93, 0.95)
+    assert float(model.skip_phi) == pytest.approx(chosen)
+    assert result.best_epoch == 0
     # the choice is the grid's best on validation, and far better than the plain seasonal naive
     losses = {}
     for phi in SKIP_DAMPING_GRID:
         model.skip_phi.fill_(phi)
         losses[phi] = evaluate_loss(model, LOSSES["mse"], torch.from_numpy(val.x), torch.from_numpy(val.y))
-    assert min(losses, key=losses.__getitem__) == result.skip_damping
-    assert losses[result.skip_damping] < 0.8 * losses[0.0]
+    assert min(losses, key=losses.__getitem__) == chosen
+    assert losses[chosen] < 0.8 * losses[0.0]
 
 
 def test_damped_skip_exports_with_parity_and_round_trips(tmp_path):

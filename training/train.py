@@ -38,7 +38,6 @@ class TrainResult:
     seconds: float = 0.0
     steps: int = 0
     device: str = "cpu"
-    skip_damping: float | None = None  # phi chosen by model.skip_damping = "auto"
 
 
 def ensemble_result(members: list[TrainResult], best_val: float) -> TrainResult:
@@ -53,7 +52,6 @@ def ensemble_result(members: list[TrainResult], best_val: float) -> TrainResult:
         seconds=sum(m.seconds for m in members),
         steps=sum(m.steps for m in members),
         device=first.device,
-        skip_damping=first.skip_damping,
     )
 
 
@@ -132,7 +130,7 @@ def fit(model: Model, train: Windows, val: Windows, cfg: TrainConfig) -> TrainRe
     result = TrainResult(device=str(device))
     # Before the first copy of the best state, which must hold the chosen phi.
     if isinstance(model, Forecaster) and model.model_args["cfg"].get("skip_damping") == "auto":
-        result.skip_damping = choose_skip_damping(model, loss_fn, xv, yv)
+        choose_skip_damping(model, loss_fn, xv, yv)  # the model keeps it: see skip_damping_of
     best_state = copy.deepcopy(model.state_dict())
     since_best = 0
     start = time.perf_counter()
