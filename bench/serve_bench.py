@@ -52,8 +52,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service import store  # noqa: E402
-from service.manifest import DataInfo, InputWindow, Manifest  # noqa: E402
+from service.bundle import store  # noqa: E402
+from service.bundle.manifest import DataInfo, InputWindow, Manifest  # noqa: E402
 from service.settings import usable_cores  # noqa: E402
 
 NAME, WINDOW, HORIZON, BATCH = "bench", 48, 12, 256

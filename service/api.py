@@ -8,9 +8,10 @@ from typing import Any
 from flask import Blueprint, Response, request
 from pydantic import ValidationError
 
-from service import forecast, store
+from service import forecast
+from service.bundle import store
+from service.bundle.manifest import Manifest, valid_name
 from service.errors import Forbidden, InvalidRequest, ModelNotFound, Unauthorized, from_validation_error
-from service.manifest import Manifest, valid_name
 from service.metrics import now
 from service.payload import check_json_content_type, json_response, may_hold_bools, parse_json, read_body
 from service.registry import Registry

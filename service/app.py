@@ -16,8 +16,8 @@ from flask import Flask
 
 from service import api, errors, ops, v2
 from service import state as app_state
+from service.bundle.predictor import OnnxPredictor
 from service.metrics import Metrics, now
-from service.predictor import OnnxPredictor
 from service.registry import Loader, Registry
 from service.settings import Settings, unknown_variables
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from service.bundle.manifest import Manifest
 from service.errors import MAX_DETAILS, InvalidRequest
-from service.manifest import Manifest
 from service.schemas import ForecastRequest, SeriesIn
 from service.timeindex import Frequency, format_timestamps, parse_frequency, parse_timestamp
 

@@ -27,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from service import store
+from service.bundle import store
+from service.bundle.manifest import Manifest, valid_name
+from service.bundle.predictor import Predictor
 from service.errors import ModelNotFound, NotReady
-from service.manifest import Manifest, valid_name
-from service.predictor import Predictor
 
 log = logging.getLogger("seqcast.registry")
 

@@ -20,7 +20,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from service.manifest import InputWindow, Metrics
+from service.bundle.manifest import InputWindow, Metrics
 
 _NUMBER = {"type": "number"}
 VALUES_SCHEMA: dict[str, Any] = {

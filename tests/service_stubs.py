@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service import store
-from service.manifest import DataInfo, InputWindow, Manifest
+from service.bundle import store
+from service.bundle.manifest import DataInfo, InputWindow, Manifest
 from service.settings import Settings
 
 FAKE_ONNX = b"stub: not an ONNX graph"

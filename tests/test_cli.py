@@ -8,7 +8,7 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from service import store
+from service.bundle import store
 from training.cli import main
 from training.config import load_config
 

@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 from gunicorn_server import call, gunicorn
 
-from service import store
-from service.manifest import Manifest
+from service.bundle import store
+from service.bundle.manifest import Manifest
 
 pytestmark = pytest.mark.slow
 

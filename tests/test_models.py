@@ -348,8 +348,8 @@ def test_seed_ensemble_averages_members_exports_and_round_trips(airline, tmp_pat
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x))
     # Published, it says what it is, and the service's predictor serves the average.
-    from service import store
-    from service.predictor import OnnxPredictor
+    from service.bundle import store
+    from service.bundle.predictor import OnnxPredictor
     from training.pipeline import publish_run
 
     bundle = publish_run(run, tmp_path / "models")

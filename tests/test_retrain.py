@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from service import store
+from service.bundle import store
 from training.cli import main
 from training.config import load_config
 from training.pipeline import publish_run, train_run

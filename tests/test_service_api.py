@@ -21,8 +21,8 @@ from service_stubs import (
     stub_loader,
 )
 
-from service import store
 from service.app import create_app
+from service.bundle import store
 from service.schemas import ErrorResponse, ForecastRequest, ForecastResponse, ModelList
 
 SIX = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]

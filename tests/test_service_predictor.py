@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from service import store
 from service.app import create_app
-from service.predictor import OnnxPredictor, PredictorError
+from service.bundle import store
+from service.bundle.predictor import OnnxPredictor, PredictorError
 from service.settings import Settings
 
 pytestmark = pytest.mark.slow

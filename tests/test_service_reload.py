@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from service_stubs import make_manifest, publish_stub, settings_for, stub_loader
 
-from service import store
 from service.app import create_app
+from service.bundle import store
 
 KEY = "s3cret-admin-key"
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service import store
-from service.manifest import DataInfo, InputWindow, Manifest
+from service.bundle import store
+from service.bundle.manifest import DataInfo, InputWindow, Manifest
 
 ONNX = b"not really onnx, but bytes with a hash"
 

@@ -110,7 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from service import store
+    from service.bundle import store
     from training.config import Config, apply_overrides, load_config
     from training.data import load_dataset
     from training.evaluate import format_table, score
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from service.store import StoreError
+    from service.bundle.store import StoreError
 
     try:
         return COMMANDS[args.command](args)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from service.manifest import NAME_PATTERN
+from service.bundle.manifest import NAME_PATTERN
 
 
 class _Section(BaseModel):

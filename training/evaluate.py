@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from service.manifest import Metrics, Scores
+from service.bundle.manifest import Metrics, Scores
 from training.config import SplitConfig
 from training.data import Dataset
 from training.windows import Windows, bounds

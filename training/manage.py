@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from service import store
+from service.bundle import store
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

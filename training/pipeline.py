@@ -14,8 +14,8 @@ import onnx
 import onnxruntime
 import torch
 
-from service import store
-from service.manifest import DataInfo, InputWindow, Manifest, Metrics
+from service.bundle import store
+from service.bundle.manifest import DataInfo, InputWindow, Manifest, Metrics
 from training import report
 from training.config import Config, config_to_dict
 from training.data import Dataset, load_dataset, season_for

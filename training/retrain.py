@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from service import store
-from service.manifest import MODEL_FILE, Manifest, Metrics
+from service.bundle import store
+from service.bundle.manifest import MODEL_FILE, Manifest, Metrics
 from training.config import Config, WindowConfig
 from training.data import Dataset
 from training.evaluate import score

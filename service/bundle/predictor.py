@@ -12,8 +12,8 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
-from service.manifest import MODEL_FILE, Manifest
-from service.store import verify_bundle
+from service.bundle.manifest import MODEL_FILE, Manifest
+from service.bundle.store import verify_bundle
 
 
 class PredictorError(RuntimeError):

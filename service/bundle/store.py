@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from service.manifest import MANIFEST_FILE, MODEL_FILE, SCHEMA_VERSION, Manifest, valid_name
+from service.bundle.manifest import MANIFEST_FILE, MODEL_FILE, SCHEMA_VERSION, Manifest, valid_name
 
 CURRENT_FILE = "CURRENT"
 HISTORY_FILE = "HISTORY"  # JSON lines: every change of CURRENT, oldest first
