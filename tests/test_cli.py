@@ -14,7 +14,7 @@ from training.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs" / "demo.toml"
-FAST = ["--epochs", "3", "--set", "model.hidden=8", "--set", "train.progress=false"]
+FAST = ["--epochs", "3", "--set", "model.hidden=8", "--set", "machine.progress=false"]
 
 
 def test_demo_config_is_valid_and_paths_resolve():
@@ -107,11 +107,17 @@ def test_models_list_says_how_each_forecast_is_built(tmp_path, capsys):
 
     plain = make_manifest("weekly", version="v1")
     publish_stub(tmp_path, plain)
-    skip = make_manifest("weekly", version="v2", window=337).model_copy(
-        update={"ensemble": 3, "skip_lag": 336, "skip_damping": 0.95}
-    )
-    publish_stub(tmp_path, skip)
+    damped = make_manifest("weekly", version="v2", window=337)
+    network = damped.spec.network.model_copy(update={"base_lag": 336, "base_damping": 0.95, "hidden": 8})
+    spec = damped.spec.model_copy(update={"ensemble": 3, "network": network})
+    publish_stub(tmp_path, damped.model_copy(update={"spec": spec}))
+    # --model-dir works before and after the action, like every other subcommand's options
     assert main(["models", "--model-dir", str(tmp_path), "list"]) == 0
     out = capsys.readouterr().out
+    assert main(["models", "list", "--model-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == out
     assert "   v1  lstm/direct  window 6 horizon 3  MASE n/a" in out
-    assert " * v2  lstm/direct x3 +snaive336 damped 0.95  window 337 horizon 3  MASE n/a" in out
+    # every option that differs from the default is shown, by its own name: no hand-kept list
+    assert (
+        " * v2  lstm/direct hidden=8 base_lag=336 base_damping=0.95 ensemble=3  window 337 horizon 3" in out
+    )

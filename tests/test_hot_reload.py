@@ -70,8 +70,8 @@ def publisher(tmp_path_factory: pytest.TempPathFactory) -> Publisher:
     from training.pipeline import export_run, train_run
 
     run = train_run(load_config(DEMO_CONFIG, [*TINY_OVERRIDES, 'export.name="hot"']))
-    onnx_bytes, manifest, _ = export_run(run)
-    pub = Publisher(tmp_path_factory.mktemp("hot-models"), onnx_bytes, manifest)
+    exported = export_run(run)
+    pub = Publisher(tmp_path_factory.mktemp("hot-models"), exported.onnx, exported.manifest)
     pub.publish()
     return pub
 
@@ -163,7 +163,8 @@ def test_publish_new_then_corrupt_versions_under_load(server, publisher):
         # A truncated ONNX file (its sha256 matches, so only loading can find out) ...
         truncated = publisher.publish(publisher.onnx_bytes[: len(publisher.onnx_bytes) // 2])
         # ... and a manifest that does not match its graph (3 features; the graph takes 1).
-        mismatched = publisher.publish(features=["value", "a", "b"])
+        spec = publisher.manifest.spec.model_copy(update={"features": ["value", "a", "b"]})
+        mismatched = publisher.publish(spec=spec)
         t_bad = time.monotonic()
         time.sleep(6 * POLL + 2.0)  # every worker has seen both
         bad_window = load.since(t_bad)
@@ -232,7 +233,7 @@ def test_retrain_job_promotion_is_picked_up_by_the_running_service(server, publi
             "--set",
             "train.epochs=30",
             "--set",
-            "train.progress=false",
+            "machine.progress=false",
         ]
     )
     assert code == 0

@@ -20,7 +20,7 @@ from training.retrain import EXIT_LOCKED, model_lock
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs" / "demo.toml"
-QUICK = ["--set", "train.epochs=20", "--set", "train.progress=false"]
+QUICK = ["--set", "train.epochs=20", "--set", "machine.progress=false"]
 
 pytestmark = pytest.mark.slow
 
@@ -56,9 +56,9 @@ def test_first_run_publishes_second_run_keeps(tmp_path, capsys):
 
 def test_better_challenger_is_promoted(tmp_path):
     models = tmp_path / "models"
-    good = load_config(DEMO, ["train.epochs=20", "train.progress=false", f'export.model_dir="{models}"'])
+    good = load_config(DEMO, ["train.epochs=20", "machine.progress=false", f'export.model_dir="{models}"'])
     weak_run = train_run(
-        load_config(DEMO, ["train.epochs=1", "model.hidden=2", "train.lr=0.0001", "train.progress=false"])
+        load_config(DEMO, ["train.epochs=1", "model.hidden=2", "train.lr=0.0001", "machine.progress=false"])
     )
     weak_run.config = good  # the champion's manifest says "good config", its weights are weak
     weak = publish_run(weak_run, models).name

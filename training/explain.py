@@ -22,7 +22,7 @@ import torch
 
 from training.config import Config
 from training.data import load_dataset
-from training.models import CELLS, build_model
+from training.models import CELLS, build_model, model_spec
 from training.train import fit, seed_everything
 from training.windows import make_windows, train_statistics
 
@@ -58,12 +58,17 @@ def gradient_fade(cfg: Config, epochs: int) -> list[Fade]:
             update={"cell": cell, "head": "direct", "readout": "last", "scaling": "standard"}
         )
         seed_everything(cfg.train.seed)
-        model = build_model(
-            model_cfg, len(ds.features), len(ds.targets), cfg.window.length, cfg.window.horizon, mean, std
-        )
+        spec = model_spec(model_cfg, ds.features, ds.targets, cfg.window.length, cfg.window.horizon)
+        model = build_model(spec, mean, std)
         if epochs > 0:
-            train_cfg = cfg.train.model_copy(update={"epochs": epochs, "progress": False})
-            fit(model, windows["train"], windows["val"], train_cfg)
+            train_cfg = cfg.train.model_copy(update={"epochs": epochs})
+            fit(
+                model,
+                windows["train"],
+                windows["val"],
+                train_cfg,
+                cfg.machine.model_copy(update={"progress": False}),
+            )
         fades.append(Fade(cell, input_sensitivity(model, windows["test"].x)))
     return fades
 

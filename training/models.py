@@ -13,11 +13,14 @@ Heads:
   encoder state and feeds each prediction back in;
 - ``mlp``     one-to-one feed-forward baseline on the flattened window, no recurrence.
 
-Options: ``skip_lag`` adds the seasonal naive read from the input window to the
-head's output, which becomes a correction that starts at zero (``skip_damping``
+Options: ``base_lag`` adds the seasonal naive read from the input window to the
+head's output, which becomes a correction that starts at zero (``base_damping``
 adds the last seasonal error, damped per step, to that base); an ``Ensemble``
 averages separately trained Forecasters (``train.ensemble``) in one module, so
 it exports to one ONNX graph.
+
+Every model carries its ``ModelSpec`` (the bundle contract's typed description)
+as ``.spec``: the manifest, checkpoints and ``rebuild`` use it as it is.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from training.config import ModelConfig
+from service.bundle.manifest import InputWindow, ModelSpec, NetworkSpec
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -85,7 +88,7 @@ class Scaler(nn.Module):
 
 
 class DirectHead(nn.Module):
-    def __init__(self, cfg: ModelConfig, n_features: int, n_targets: int, horizon: int) -> None:
+    def __init__(self, cfg: NetworkSpec, n_features: int, n_targets: int, horizon: int) -> None:
         super().__init__()
         self.horizon, self.n_targets, self.readout = horizon, n_targets, cfg.readout
         self.encoder = make_cell(cfg.cell, n_features, cfg.hidden, cfg.layers, cfg.dropout)
@@ -103,7 +106,7 @@ class DirectHead(nn.Module):
 
 
 class Seq2SeqHead(nn.Module):
-    def __init__(self, cfg: ModelConfig, n_features: int, n_targets: int, horizon: int) -> None:
+    def __init__(self, cfg: NetworkSpec, n_features: int, n_targets: int, horizon: int) -> None:
         super().__init__()
         self.horizon, self.n_targets = horizon, n_targets
         self.encoder = make_cell(cfg.cell, n_features, cfg.hidden, cfg.layers, cfg.dropout)
@@ -126,7 +129,7 @@ class Seq2SeqHead(nn.Module):
 
 
 class MLPHead(nn.Module):
-    def __init__(self, cfg: ModelConfig, n_features: int, n_targets: int, horizon: int, length: int) -> None:
+    def __init__(self, cfg: NetworkSpec, n_features: int, n_targets: int, horizon: int, length: int) -> None:
         super().__init__()
         self.length, self.horizon, self.n_targets = length, horizon, n_targets
         layers: list[nn.Module] = [nn.Flatten()]
@@ -150,76 +153,59 @@ class MLPHead(nn.Module):
 class Forecaster(nn.Module):
     """Scaler + head; ``forward(x: (batch, time, features)) -> (batch, horizon, targets)`` raw."""
 
-    # Buffers of the seasonal skip, registered only when it is on.
-    skip_index: torch.Tensor
-    skip_phi: torch.Tensor
-    skip_steps: torch.Tensor
-    skip_mask: torch.Tensor
+    # Buffers of the seasonal base, registered only when it is on.
+    base_index: torch.Tensor
+    base_phi: torch.Tensor
+    base_steps: torch.Tensor
+    base_mask: torch.Tensor
 
-    def __init__(
-        self,
-        cfg: ModelConfig,
-        n_features: int,
-        n_targets: int,
-        length: int,
-        horizon: int,
-        mean: Any = None,
-        std: Any = None,
-    ) -> None:
+    def __init__(self, spec: ModelSpec, mean: Any = None, std: Any = None) -> None:
         super().__init__()
-        if not 0 < n_targets <= n_features:
-            raise ValueError("need 0 < targets <= features (targets come first)")
+        if spec.ensemble != 1:
+            raise ValueError("a Forecaster is one network: build an Ensemble of them")
+        self.spec = spec
+        cfg = spec.network
+        n_features, n_targets = len(spec.features), len(spec.targets)
+        length, horizon = spec.input_window.length, spec.horizon
         self.n_targets = n_targets
-        self.model_args: dict[str, Any] = {
-            "cfg": cfg.model_dump(),
-            "n_features": n_features,
-            "n_targets": n_targets,
-            "length": length,
-            "horizon": horizon,
-        }
         self.scaler = Scaler(cfg.scaling, n_features, mean, std)
         self.head: nn.Module
         if cfg.head == "direct":
             self.head = DirectHead(cfg, n_features, n_targets, horizon)
         elif cfg.head == "seq2seq":
             self.head = Seq2SeqHead(cfg, n_features, n_targets, horizon)
-        elif cfg.head == "mlp":
-            self.head = MLPHead(cfg, n_features, n_targets, horizon, length)
         else:
-            raise ValueError(f"unknown head {cfg.head!r}")
-        self.skip_lag = cfg.skip_lag
+            self.head = MLPHead(cfg, n_features, n_targets, horizon, length)
+        self.base_lag = cfg.base_lag
         self.gate: nn.Parameter | None = None
-        if cfg.skip_lag is not None:
-            if length < cfg.skip_lag:
-                raise ValueError(
-                    f"skip_lag {cfg.skip_lag} needs a window of at least that length, got {length}"
-                )
-            # Forecast step h repeats the input `skip_lag - (h % skip_lag)` steps from the end.
-            self.register_buffer("skip_index", torch.arange(horizon) % cfg.skip_lag, persistent=False)
-            if cfg.skip_damping is not None:
-                if length <= cfg.skip_lag:
-                    raise ValueError(
-                        f"skip_damping needs a window of at least skip_lag + 1 = {cfg.skip_lag + 1}, "
-                        f"got {length}"
-                    )
+        if cfg.base_lag is not None:
+            # Forecast step h repeats the input `base_lag - (h % base_lag)` steps from the end.
+            self.register_buffer("base_index", torch.arange(horizon) % cfg.base_lag, persistent=False)
+            if cfg.base_damping is not None:
                 # phi is a persistent buffer: "auto" sets it before training (train.fit),
                 # and checkpoints and ensembles restore the value chosen.
-                phi = 0.0 if cfg.skip_damping == "auto" else float(cfg.skip_damping)
-                self.register_buffer("skip_phi", torch.tensor(phi))
+                phi = 0.0 if cfg.base_damping == "auto" else float(cfg.base_damping)
+                self.register_buffer("base_phi", torch.tensor(phi))
                 # Step k (1-based) of the forecast adds e * sum_i phi^(k - i*L) over the seasons
                 # i = 0..ceil(k/L)-1 that it lies beyond the window (the ARIMA recursion
                 # y^[t+k] = y^[t+k-L] + phi^k e): row i holds k - i*L, masked where below 1.
-                seasons = -(-horizon // cfg.skip_lag)
+                seasons = -(-horizon // cfg.base_lag)
                 k = torch.arange(1, horizon + 1, dtype=torch.float32)
-                shift = torch.stack([k - i * cfg.skip_lag for i in range(seasons)])  # (seasons, horizon)
-                self.register_buffer("skip_steps", shift.clamp(min=1.0), persistent=False)
-                self.register_buffer("skip_mask", (shift >= 1).float(), persistent=False)
-            if cfg.skip_gate:
+                shift = torch.stack([k - i * cfg.base_lag for i in range(seasons)])  # (seasons, horizon)
+                self.register_buffer("base_steps", shift.clamp(min=1.0), persistent=False)
+                self.register_buffer("base_mask", (shift >= 1).float(), persistent=False)
+            if cfg.correction_gate:
                 self.gate = nn.Parameter(torch.zeros(()))
             else:
                 last = self.head.last_layer()
                 nn.init.zeros_(last.weight)
                 nn.init.zeros_(last.bias)
+
+    def set_base_damping(self, phi: float) -> None:
+        """Fix the seasonal base's damping (``"auto"`` resolved): the buffer and the spec."""
+        self.base_phi.fill_(phi)
+        network = self.spec.network.model_copy(update={"base_damping": round(float(phi), 6)})
+        self.spec = self.spec.model_copy(update={"network": network})
 
     def forward_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Normalised forecast and the target loc/scale, each broadcastable to ``(batch, horizon, targets)``.
@@ -230,37 +216,30 @@ class Forecaster(nn.Module):
         xn, loc, scale = self.scaler(x)
         nt = self.n_targets
         yn = self.head(xn)
-        if self.skip_lag is not None:
+        if self.base_lag is not None:
             if self.gate is not None:
                 yn = self.gate * yn
-            yn = self.skip_base(xn) + yn
+            yn = self.base(xn) + yn
         return yn, loc[..., :nt], scale[..., :nt]
 
-    def skip_base(self, xn: torch.Tensor) -> torch.Tensor:
-        """The seasonal skip's base forecast, ``xn: (batch, time, features)`` normalised ->
+    def base(self, xn: torch.Tensor) -> torch.Tensor:
+        """The seasonal base forecast, ``xn: (batch, time, features)`` normalised ->
         ``(batch, horizon, targets)`` normalised (scaling is affine per target, so the
         seasonal naive and the seasonal error carry over unchanged)."""
-        assert self.skip_lag is not None
+        assert self.base_lag is not None
         nt = self.n_targets
-        base = xn[:, -self.skip_lag :, :nt].index_select(1, self.skip_index)
-        if hasattr(self, "skip_phi"):
+        base = xn[:, -self.base_lag :, :nt].index_select(1, self.base_index)
+        if hasattr(self, "base_phi"):
             # The last seasonal error y[t] - y[t-L], carried forward as phi^k. Indexed, not
             # sliced: a slice ending at -L has a symbolic length for torch.export.
-            error = (xn[:, -1, :nt] - xn[:, -1 - self.skip_lag, :nt]).unsqueeze(1)  # (batch, 1, targets)
-            weight = (torch.pow(self.skip_phi, self.skip_steps) * self.skip_mask).sum(dim=0)  # (horizon,)
+            error = (xn[:, -1, :nt] - xn[:, -1 - self.base_lag, :nt]).unsqueeze(1)  # (batch, 1, targets)
+            weight = (torch.pow(self.base_phi, self.base_steps) * self.base_mask).sum(dim=0)  # (horizon,)
             base = base + weight.unsqueeze(-1) * error
         return base
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         yn, loc, scale = self.forward_scaled(x)
         return yn * scale + loc
-
-
-def skip_damping_of(model: nn.Module) -> float | None:
-    """The seasonal skip's damping phi as trained (``"auto"`` resolved), or None."""
-    first = model.members[0] if isinstance(model, Ensemble) else model
-    phi = getattr(first, "skip_phi", None)
-    return None if phi is None else round(float(phi), 6)
 
 
 class Ensemble(nn.Module):
@@ -276,7 +255,7 @@ class Ensemble(nn.Module):
             raise ValueError("an ensemble needs at least one member")
         self.members = nn.ModuleList(members)
         self.n_targets = members[0].n_targets
-        self.model_args: dict[str, Any] = {**members[0].model_args, "ensemble": len(members)}
+        self.spec = members[0].spec.model_copy(update={"ensemble": len(members)})
 
     def forward_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         parts = [cast(Forecaster, m).forward_scaled(x) for m in self.members]
@@ -290,29 +269,42 @@ class Ensemble(nn.Module):
 Model = Forecaster | Ensemble  # what training returns and export takes
 
 
-def build_model(
-    model_cfg: ModelConfig,
-    n_features: int,
-    n_targets: int,
+def model_spec(
+    network: NetworkSpec,
+    features: list[str],
+    targets: list[str],
     length: int,
     horizon: int,
-    mean: Any = None,
-    std: Any = None,
-) -> Forecaster:
-    return Forecaster(model_cfg, n_features, n_targets, length, horizon, mean, std)
+    frequency: str | None = None,
+) -> ModelSpec:
+    """The spec of one network: the recurrent heads take any history of at least ``length``
+    steps (a dynamic time axis); the mlp head exactly ``length``."""
+    dynamic = network.head != "mlp"
+    return ModelSpec(
+        network=network,
+        input_window=InputWindow(length=length, min_length=length, max_length=None if dynamic else length),
+        horizon=horizon,
+        features=list(features),
+        targets=list(targets),
+        frequency=frequency,
+    )
 
 
-def rebuild(model_args: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> Model:
-    """Rebuild a Forecaster or an Ensemble from stored arguments and weights (no pickled modules)."""
-    args = dict(model_args)
-    cfg = ModelConfig.model_validate(args.pop("cfg"))
-    k = args.pop("ensemble", None)
-    prefix = "" if k is None else "members.0."
+def build_model(spec: ModelSpec, mean: Any = None, std: Any = None) -> Forecaster:
+    return Forecaster(spec, mean, std)
+
+
+def rebuild(spec: ModelSpec | dict[str, Any], state_dict: dict[str, torch.Tensor]) -> Model:
+    """Rebuild a Forecaster or an Ensemble from its spec and weights (no pickled modules)."""
+    spec = spec if isinstance(spec, ModelSpec) else ModelSpec.model_validate(spec)
+    k = spec.ensemble
+    prefix = "" if k == 1 else "members.0."
     mean, std = state_dict[prefix + "scaler.mean"].flatten(), state_dict[prefix + "scaler.std"].flatten()
+    one = spec.model_copy(update={"ensemble": 1})
     model: Model
-    if k is None:
-        model = Forecaster(cfg, **args, mean=mean, std=std)
+    if k == 1:
+        model = Forecaster(one, mean=mean, std=std)
     else:
-        model = Ensemble([Forecaster(cfg, **args, mean=mean, std=std) for _ in range(k)])
+        model = Ensemble([Forecaster(one, mean=mean, std=std) for _ in range(k)])
     model.load_state_dict(state_dict)
     return model
