@@ -118,6 +118,7 @@ def retrain(job: Config, overrides: list[str] | None = None) -> dict[str, Any]:
                 champion = store.verify_bundle(store.bundle_dir(model_dir, name, champion_version))
             record["champion"] = champion_version
             cfg = challenger_config(job, champion, overrides)
+            record["recipe"] = {k: v for k, v in cfg.model_dump(mode="json").items() if k in RECIPE_SECTIONS}
 
             t = time.perf_counter()
             run = train_run(cfg)

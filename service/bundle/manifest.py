@@ -100,7 +100,7 @@ DAMPING_GRID = (0.0, 0.5, 0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0)
 
 
 class NetworkSpec(_Strict):
-    """The network and its base: the ``[model]`` section of a training config, stored as trained."""
+    """The network and its base; the bundle manifest stores it as trained (spec.network)."""
 
     cell: Literal["rnn", "lstm", "gru"] = Field(
         default="lstm", description="recurrent cell of the direct and seq2seq heads (the mlp head has none)"
