@@ -33,6 +33,22 @@ class DataConfig(_Section):
     frequency: str | None = None  # pandas alias ('MS', '30min'); None: inferred
     max_gap: int = Field(default=3, ge=0)  # interior NaN runs up to this many points are interpolated
     tail: int | None = Field(default=None, gt=0)  # keep only the last N points of each series
+    delimiter: str = Field(
+        default=",", min_length=1, max_length=1, description="CSV field separator, e.g. ';' or '\\t'"
+    )
+    date_format: str | None = Field(
+        default=None,
+        description="strftime format of the time column, e.g. '%d/%m/%Y'; "
+        "None: ISO 8601 and the usual formats, read month-first unless dayfirst",
+    )
+    dayfirst: bool = Field(default=False, description="read ambiguous dates such as 03/04/2020 day-first")
+    steps: Literal["time", "rows"] = Field(
+        default="time",
+        description="time: rows must be evenly spaced in time (a missing step is an error); "
+        "rows: each row is the next step whatever the calendar says (trading days, business hours), "
+        "timestamps need only increase; give the season in steps with evaluate.season; "
+        "forecasts are not dated",
+    )
 
 
 class SplitConfig(_Section):
