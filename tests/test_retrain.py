@@ -225,7 +225,7 @@ def test_models_list_show_promote_rollback_prune(tmp_path, capsys):
     base = ["models", "--model-dir", str(models)]
     assert main([*base, "list"]) == 0
     listing = capsys.readouterr().out
-    assert f" * {versions[-1]}  lstm/direct  window 36 horizon 12  MASE " in listing
+    assert f" * {versions[-1]}  lstm/direct hidden=4  window 36 horizon 12  MASE " in listing
     assert all(v in listing for v in versions)
 
     assert main([*base, "show", "demo", versions[0]]) == 0
