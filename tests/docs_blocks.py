@@ -8,8 +8,9 @@ The convention (see ``tests/test_docs_examples.py``):
 - A ```` ```json ```` or ```` ```http ```` block right after an example is the answer it
   shows: the test compares its shape (and the status line of ``http``).
 - ```` ```toml ```` blocks are config examples: each must load as a training config.
-- Anything else (``text``, ``yaml``, untagged) is shown only, and must not look like a
-  command (so an example cannot escape the test by losing its tag).
+- Anything else (``text``, ``yaml``, untagged) is shown only. One that looks like a command
+  counts as a ```` ```console ```` block: it must match a reason in ``NOT_RUN`` (so an example
+  cannot escape the test by losing its tag).
 """
 
 from __future__ import annotations
@@ -113,6 +114,20 @@ def markdown_files() -> list[Path]:
         return [REPO / p for p in listed if (REPO / p).is_file()]
     except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):  # not a git checkout
         return [p for p in REPO.rglob("*.md") if not any(part.startswith(".") for part in p.parts)]
+
+
+def looks_like_command(block: Block) -> bool:
+    """A shown-only block whose first line (comments aside) reads like a command."""
+    first = next((ln for ln in block.text.splitlines() if ln.strip() and not ln.startswith("#")), "")
+    return bool(COMMAND_LIKE.match(first))
+
+
+def is_not_run(block: Block) -> bool:
+    """A command the reader may type that the test does not run: ```console, or an untagged block
+    that looks like one."""
+    if block.lang == "console":
+        return True
+    return block.lang not in (*RUN, *ANSWER, "toml") and looks_like_command(block)
 
 
 def not_run_reason(block: Block) -> str | None:

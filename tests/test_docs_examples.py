@@ -3,17 +3,19 @@
 Fenced ```bash and ```python blocks are examples (``tests/docs_blocks.py`` has the
 whole convention). For each file the test builds a checkout-like working
 directory in a temporary folder (``configs/`` and ``data/`` copied, ``.venv``
-linked; this checkout's code wins through ``PYTHONPATH``), publishes the demo
-model there as the docs say (``seqcast train --config configs/demo.toml``), starts
-the real gunicorn on a free 127.0.0.1 port serving its ``models/``, and runs the
-file's examples in order, as a reader would in one terminal while ``make run``
-serves in another:
+linked; this checkout's code wins through ``PYTHONPATH``) holding the demo model
+as ``make run`` publishes it (``seqcast train --config configs/demo.toml``, run
+once per session and copied), starts the real gunicorn on a free 127.0.0.1 port
+serving its ``models/``, and runs the file's examples in order, as a reader
+would in one terminal while ``make run`` serves in another:
 
 - bash blocks run with ``bash -c 'set -euo pipefail; ...'`` and must exit 0;
   python blocks with ``.venv/bin/python``;
 - ``localhost:8000`` and ``127.0.0.1:8000`` become the test server's address;
 - ``seqcast train``, ``retrain`` and ``explain`` get ``--epochs 3`` (the
-  only rewrite of a command; the docs' epochs train for up to a minute each);
+  only rewrite of a command; the docs' epochs train for minutes each on 2
+  cores), and torch one thread (``OMP_NUM_THREADS=1``), so that examples and
+  the server do not fight over the cores;
 - an answer block (```json or ```http) after an example must match the JSON
   that ends the example's output (or the whole HTTP answer) in shape: keys,
   types, the number of forecast steps, the HTTP status; not in value, as a
@@ -40,7 +42,6 @@ from pathlib import Path
 
 import pytest
 from docs_blocks import (
-    COMMAND_LIKE,
     REPO,
     RUN,
     SHELL_TAGS_REFUSED,
@@ -48,6 +49,7 @@ from docs_blocks import (
     answer_problems,
     blocks,
     curl_problems,
+    is_not_run,
     markdown_files,
     not_run_reason,
     scanned_files,
@@ -58,7 +60,7 @@ EPOCHS = 3
 BLOCK_TIMEOUT = 300  # seconds; the slowest example trains for a few seconds
 FILES = scanned_files()
 ALL = [b for f in FILES for b in blocks(f)]
-NOT_RUN = [b for b in ALL if b.lang == "console"]
+NOT_RUN = [b for b in ALL if is_not_run(b)]
 RUN_FILES = [f for f in FILES if any(b.lang in RUN for b in blocks(f))]
 
 
@@ -88,7 +90,8 @@ def run_example(block: Block, cwd: Path, env: dict[str, str], port: int) -> subp
 
 
 def _checkout(root: Path) -> tuple[Path, dict[str, str]]:
-    """A working directory that looks like a fresh checkout after `make install`."""
+    """A working directory that looks like a fresh checkout after `make install`, and the
+    environment its examples run in."""
     work = root / "seqcast"
     work.mkdir()
     for folder in ("configs", "data"):
@@ -96,6 +99,7 @@ def _checkout(root: Path) -> tuple[Path, dict[str, str]]:
     (work / ".venv").symlink_to(_venv(), target_is_directory=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEQCAST_", "PROMETHEUS_"))}
     env["PYTHONPATH"] = str(REPO)  # this checkout's code, whatever the venv's editable install points at
+    env["OMP_NUM_THREADS"] = "1"
     return work, env
 
 
@@ -106,17 +110,27 @@ def _report(block: Block, done: subprocess.CompletedProcess[str], port: int) -> 
     )
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("doc", RUN_FILES, ids=[str(f.relative_to(REPO)) for f in RUN_FILES])
-def test_examples_run(doc: Path, tmp_path: Path) -> None:
-    """The file's bash and python examples run in order against a real server; answers match."""
-    work, env = _checkout(tmp_path)
-    started = time.monotonic()
+@pytest.fixture(scope="module")
+def demo_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``models/`` of a checkout after ``make run`` published the demo (trained once, copied per file)."""
+    work, env = _checkout(tmp_path_factory.mktemp("demo"))
     demo = subprocess.run(
         [".venv/bin/seqcast", "train", "--config", "configs/demo.toml", "--epochs", str(EPOCHS), "-q"],
         cwd=work, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT,
     )  # fmt: skip
     assert demo.returncode == 0, demo.stderr
+    assert (work / "models" / "demo" / "CURRENT").exists(), "configs/demo.toml must publish into models/"
+    return work / "models"
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.parametrize("doc", RUN_FILES, ids=[str(f.relative_to(REPO)) for f in RUN_FILES])
+def test_examples_run(doc: Path, tmp_path: Path, demo_models: Path) -> None:
+    """The file's bash and python examples run in order against a real server; answers match."""
+    work, env = _checkout(tmp_path)
+    shutil.copytree(demo_models, work / "models")
+    started = time.monotonic()
     with gunicorn(work / "models", tmp_path / "gunicorn.log") as (base, _proc):
         port = int(base.rsplit(":", 1)[1])
         for block in (b for b in blocks(doc) if b.lang in RUN):
@@ -136,9 +150,10 @@ def test_examples_run(doc: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("block", NOT_RUN, ids=[b.where for b in NOT_RUN])
 def test_example_not_run(block: Block) -> None:
-    """A ```console block: shown, not run. Reported as a skip with its reason."""
+    """A ```console block (or an untagged one that reads like a command): shown, not run.
+    Reported as a skip with its reason."""
     reason = not_run_reason(block)
-    assert reason is not None, f"{block.where}: a console block without a known reason (see NOT_RUN)"
+    assert reason is not None, f"{block.where}: a command without a known reason not to run it (see NOT_RUN)"
     pytest.skip(f"{block.where} not run ({reason}): {block.title}")
 
 
@@ -160,10 +175,8 @@ def test_blocks_follow_the_convention() -> None:
             )
         elif b.lang == "console" and not_run_reason(b) is None:
             problems.append(f"{b.where}: a ```console block matches no reason in docs_blocks.NOT_RUN")
-        elif b.lang not in (*RUN, "console"):
-            first = next((ln for ln in b.text.splitlines() if ln.strip() and not ln.startswith("#")), "")
-            if COMMAND_LIKE.match(first):
-                problems.append(f"{b.where}: looks like a command; tag it ```bash or ```console")
+        elif is_not_run(b) and not_run_reason(b) is None:
+            problems.append(f"{b.where}: looks like a command; tag it ```bash (to run it) or ```console")
         if b.lang == "bash":
             problems += curl_problems(b)
     assert not problems, "\n".join(problems)
@@ -195,6 +208,11 @@ def test_the_harness_catches_a_broken_example(tmp_path: Path) -> None:
     assert answer_problems(shown, 'a table first\n{"a": [1, 2, 3], "b": "y"}') == []
     http = Block(Path("x.md"), 5, "http", 'HTTP/1.1 422 UNPROCESSABLE ENTITY\n\n{"error": {"code": "x"}}\n')
     assert answer_problems(http, 'HTTP/1.1 200 OK\r\n\r\n{"error": {"code": "y"}}')
+    bench = Block(Path("x.md"), 1, "", ".venv/bin/python bench/accuracy.py\n")
+    assert is_not_run(bench) and not_run_reason(bench)  # untagged, but a benchmark: shown, not run
+    untagged = Block(Path("x.md"), 1, "text", ".venv/bin/seqcast train --config configs/x.toml\n")
+    assert is_not_run(untagged) and not_run_reason(untagged) is None  # would escape: the convention fails
+    assert not is_not_run(Block(Path("x.md"), 1, "text", "demo\n * 2026...  lstm/direct\n"))
     quiet = Block(Path("x.md"), 1, "bash", "curl -s localhost:8000/healthz\n")
     assert curl_problems(quiet)
     assert not curl_problems(Block(Path("x.md"), 1, "bash", "x=$(curl -sf localhost:8000/healthz | head)\n"))
