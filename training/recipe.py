@@ -16,12 +16,16 @@ mean absolute error scaled per series (MASE on the validation windows):
    network learns what remains. Training starts at the base ("epoch 0"), so a
    network that cannot improve on it ends as the base.
 
-The winner has the lowest validation score; a network must beat the best
-linear candidate by ``NETWORK_MARGIN`` too, because its early stopping has
-already looked at the same windows. Naive and seasonal naive are always
-candidates, so the model chosen never scores worse on validation than the
-better of them. A linear winner is refitted on the training and validation
-windows before export (its choice is kept); everything is one ONNX graph.
+The winner has the lowest validation score, with two guard rails against the
+luck of the best of 40 candidates on the windows that chose it: any candidate
+must beat the better of naive and seasonal naive (always candidates) by
+``BASELINE_MARGIN`` and by one standard error of the difference (the
+one-standard-error rule), so the model chosen never scores worse on validation
+than that baseline and a random walk keeps its last value; a network must beat
+the best linear candidate the same way by ``NETWORK_MARGIN``, because its early
+stopping has already looked at the same windows. A linear winner is refitted
+on the training and validation windows before export (its choice is kept);
+everything is one ONNX graph.
 """
 
 from __future__ import annotations
@@ -48,6 +52,12 @@ COMBINE = (2, 3, 4)  # combination sizes tried, best-of-family first
 NETWORK_CELLS: tuple[Literal["gru", "lstm"], ...] = ("gru", "lstm")
 NETWORK_MARGIN = 0.02  # a network must beat the best linear candidate by 2 % on validation
 MIN_TRAIN_WINDOWS = 8  # per series, below which the window or the validation is shortened
+# Rolling origins in the validation split when the series allow it: with a handful of origins
+# (a short horizon gives h + 1) the ranking of 40 candidates is noise.
+VAL_ORIGINS = 24
+BASELINE_MARGIN = 0.01  # a candidate must beat the better of naive and seasonal naive by 1 %
+STOP_SHARE = 0.2  # the newest training origins of each series that decide a network's early stopping
+MIN_BLOCKS = 4  # blocks of validation windows needed to estimate a standard error
 
 
 @dataclass
@@ -72,7 +82,7 @@ class Choice:
     @property
     def baseline_won(self) -> bool:
         """Whether the chosen model is the naive or the seasonal naive forecast itself."""
-        return self.chosen == "naive" or self.chosen.startswith("seasonal_naive[")
+        return _is_baseline(self.chosen)
 
     def record(self) -> Selection:
         """The manifest's account of the choice."""
@@ -97,26 +107,33 @@ def seasons(season: int, frequency: str | None) -> list[int]:
 
 def resolve(cfg: Config, ds: Dataset, season: int) -> Config:
     """Fill in what follows from the horizon, the season and the data: the test split (one
-    horizon, as in the M4 protocol), the validation split (two horizons: horizon + 1 origins)
-    and the window (two seasons or two horizons), shortened for short series."""
+    horizon, as in the M4 protocol), the validation split (``VAL_ORIGINS`` rolling origins, at
+    least two horizons) and the window (two seasons or two horizons), shortened for short series:
+    the validation split down to two horizons, then the window, then the validation split down
+    to one horizon."""
     h = cfg.window.horizon
     test = cfg.split.test or h
     n = min(len(s.values) for s in ds.series)
     lags = seasons(season, ds.frequency)
     longest = max(lags, default=1)
     length = cfg.window.length or max(2 * longest, 2 * h, 8)
-    val = cfg.split.val or 2 * h
+    val = cfg.split.val or h + max(h, VAL_ORIGINS - 1)
 
     def room(length: int, val: int) -> int:  # training windows per series of the shortest
         return n - test - val - length - h + 1
 
+    def fewer_origins(val: int, least: int) -> int:  # the validation split, shortened to make room
+        return max(least, min(val, val - (MIN_TRAIN_WINDOWS - room(length, val))))
+
+    if cfg.split.val is None:
+        val = fewer_origins(val, 2 * h)
     if cfg.window.length is None:
         for shorter in (max(longest + 1, 2 * h, 8), max(longest + 1, h, 4), max(h, 4)):
             if room(length, val) >= MIN_TRAIN_WINDOWS:
                 break
             length = min(length, shorter)
-    if cfg.split.val is None and room(length, val) < MIN_TRAIN_WINDOWS:
-        val = h
+    if cfg.split.val is None:
+        val = fewer_origins(val, h)
     if room(length, val) < 1:
         raise DataError(
             f"the shortest series has {n} points: too short for horizon {h} with a test split of {test}, "
@@ -146,19 +163,48 @@ def _scales(ds: Dataset, split: SplitConfig, season: int) -> np.ndarray:
 
 
 class Validation:
-    """Scores forecasts of the validation windows: mean absolute error scaled per series."""
+    """Scores forecasts of the validation windows: mean absolute error scaled per series, and
+    whether one candidate is clearly better than another."""
 
     def __init__(self, windows: Windows, scales: np.ndarray) -> None:
         self.windows = windows
         self.scale = scales[windows.series][:, None, :]  # (n, 1, targets)
+        self.errors: dict[str, np.ndarray] = {}  # candidate -> (n,) scaled error per window
 
-    def score(self, pred: np.ndarray) -> float:
-        """``pred``: ``(n, horizon, targets)`` raw."""
-        return float(np.mean(np.abs(pred - self.windows.y) / self.scale))
+    def score(self, name: str, pred: np.ndarray) -> float:
+        """``pred``: ``(n, horizon, targets)`` raw; remembers the candidate's errors by ``name``."""
+        errors = np.mean(np.abs(pred - self.windows.y) / self.scale, axis=(1, 2))
+        self.errors[name] = errors
+        return float(errors.mean())
 
-    def score_base(self, matrix: np.ndarray) -> float:
+    def score_base(self, name: str, matrix: np.ndarray) -> float:
         nt = self.windows.y.shape[2]
-        return self.score(bases.apply(matrix, self.windows.x[..., :nt]))
+        return self.score(name, bases.apply(matrix, self.windows.x[..., :nt]))
+
+    def standard_error(self, a: str, b: str) -> float:
+        """Standard error of the mean difference of two candidates' errors.
+
+        Windows of neighbouring origins overlap and share their errors, so the
+        difference is averaged over blocks of ``horizon`` consecutive origins of
+        one series first; the blocks are close to independent. 0 when there
+        are fewer than ``MIN_BLOCKS`` blocks to tell.
+        """
+        diff = self.errors[a] - self.errors[b]
+        horizon = self.windows.y.shape[1]
+        means = []
+        for k in np.unique(self.windows.series):
+            rows = np.flatnonzero(self.windows.series == k)
+            d = diff[rows[np.argsort(self.windows.origin[rows])]]
+            means += [d[i : i + horizon].mean() for i in range(0, len(d) - horizon + 1, horizon)]
+        if len(means) < MIN_BLOCKS:
+            return 0.0
+        return float(np.std(means, ddof=1) / np.sqrt(len(means)))
+
+    def clearly_better(self, candidate: Scored, reference: Scored, margin: float) -> bool:
+        """Lower by ``margin`` (a fraction) and by one standard error of the difference (the
+        one-standard-error rule): the best of 40 candidates is lucky on the windows that chose it."""
+        gain = reference.score - candidate.score
+        return gain > margin * reference.score and gain > self.standard_error(candidate.name, reference.name)
 
 
 def _flat(windows: Windows) -> tuple[np.ndarray, np.ndarray]:
@@ -194,6 +240,33 @@ def refit(name: str, parts: list[str], windows: list[Windows], length: int, hori
     return np.mean([every[p] for p in parts], axis=0)
 
 
+def _rows(windows: Windows, rows: np.ndarray) -> Windows:
+    return Windows(windows.x[rows], windows.y[rows], windows.series[rows], windows.origin[rows])
+
+
+def stopping_split(train: Windows, horizon: int) -> tuple[Windows, Windows]:
+    """The training windows cut by time in each series: ``(fit, stop)``.
+
+    The newest ``STOP_SHARE`` of each series' origins decide a network's early
+    stopping; it trains on the windows whose targets end before them. So a
+    network, like every linear candidate, is ranked on validation windows that
+    chose none of its settings: stopping on the ranking windows themselves let
+    a network "beat" the last value of a random walk.
+    """
+    fit, stop = [], []
+    for k in np.unique(train.series):
+        rows = np.flatnonzero(train.series == k)
+        origins = np.sort(train.origin[rows])
+        cutoff = origins[min(len(origins) - 1, int(len(origins) * (1 - STOP_SHARE)))]
+        stop.append(rows[train.origin[rows] >= cutoff])
+        fit.append(rows[train.origin[rows] + horizon <= cutoff])
+    return _rows(train, np.concatenate(fit)), _rows(train, np.concatenate(stop))
+
+
+def _is_baseline(name: str) -> bool:
+    return name == "naive" or name.startswith("seasonal_naive[")
+
+
 def _family(name: str) -> str:
     return name.split("[")[0]
 
@@ -208,7 +281,7 @@ def choose(
     lags = [lag for lag in seasons(season, ds.frequency) if lag <= length]
     val = Validation(windows["val"], _scales(ds, cfg.split, season))
     linear = linear_candidates(windows["train"], length, horizon, lags)
-    scored = [Scored(name, "base", val.score_base(m)) for name, m in linear.items()]
+    scored = [Scored(name, "base", val.score_base(name, m)) for name, m in linear.items()]
     members: dict[str, list[str]] = {name: [name] for name in linear}
     best_of_family: dict[str, Scored] = {}
     for s in sorted(scored, key=lambda s: s.score):
@@ -220,34 +293,42 @@ def choose(
             name = "mean(" + ", ".join(parts) + ")"
             linear[name] = np.mean([linear[p] for p in parts], axis=0)
             members[name] = parts
-            scored.append(Scored(name, "combination", val.score_base(linear[name])))
+            scored.append(Scored(name, "combination", val.score_base(name, linear[name])))
+    baselines = [s for s in scored if _is_baseline(s.name)]
+    best_baseline = min(baselines, key=lambda s: s.score)
+    baseline = best_baseline.score
     best_linear = min(scored, key=lambda s: s.score)
-    baselines = [s.score for s in scored if s.name == "naive" or s.name.startswith("seasonal_naive[")]
-    baseline = min(baselines)
+    if not val.clearly_better(best_linear, best_baseline, BASELINE_MARGIN):
+        best_linear = best_baseline  # a random walk's last value, not the noise that beat it by a hair
     log.info("recipe: best linear candidate %s (validation MASE %.4f)", best_linear.name, best_linear.score)
 
     nets: list[tuple[Scored, Forecaster, TrainResult]] = []
+    fit_windows, stop_windows = stopping_split(windows["train"], horizon)
+    notes: list[str] = []
+    cells = NETWORK_CELLS
+    if len(fit_windows) < MIN_TRAIN_WINDOWS * len(ds.series):
+        cells = ()
+        notes.append(f"no network candidates: {len(fit_windows)} training windows are too few to train one")
     cell: Literal["rnn", "lstm", "gru"]
-    for cell in NETWORK_CELLS:
+    for cell in cells:
         network = NetworkSpec(cell=cell, head="direct", hidden=32, base=best_linear.name)
         spec = model_spec(network, ds.features, ds.targets, length, horizon, ds.frequency)
         seed_everything(cfg.train.seed)
         model = build_model(spec, mean, std)
         model.set_base(best_linear.name, linear[best_linear.name])
         train_cfg = cfg.train.model_copy(update={"validate_initial": True})
-        result = fit(model, windows["train"], windows["val"], train_cfg, cfg.machine)
+        result = fit(model, fit_windows, stop_windows, train_cfg, cfg.machine)
         with torch.no_grad():
             pred = model(torch.from_numpy(windows["val"].x)).numpy()
         name = f"{cell} on {best_linear.name}"
-        nets.append((Scored(name, "network", val.score(pred)), model, result))
+        nets.append((Scored(name, "network", val.score(name, pred)), model, result))
         log.info(
             "recipe: %s validation MASE %.4f (best epoch %d)", name, nets[-1][0].score, result.best_epoch
         )
     scored += [n[0] for n in nets]
 
     best_net = min(nets, key=lambda n: n[0].score) if nets else None
-    notes = []
-    if best_net is not None and best_net[0].score < best_linear.score * (1 - NETWORK_MARGIN):
+    if best_net is not None and val.clearly_better(best_net[0], best_linear, NETWORK_MARGIN):
         chosen, model, result = best_net[0].name, best_net[1], best_net[2]
     else:
         chosen = best_linear.name
