@@ -43,8 +43,7 @@ sys.path.insert(0, str(ROOT))
 from training.config import load_config  # noqa: E402
 from training.data import season_for  # noqa: E402
 from training.evaluate import score, seasonal_naive  # noqa: E402
-from training.models import skip_damping_of  # noqa: E402
-from training.pipeline import torch_predict, train_run  # noqa: E402
+from training.pipeline import train_run  # noqa: E402
 
 CONFIGS = ROOT / "bench" / "configs"
 NAMES = ["airline", "co2_monthly", "nottem", "taylor"]
@@ -93,8 +92,8 @@ def describe(cfg) -> str:
         f"{head} hidden {m.hidden} x {m.layers} layer(s), window {w.length}->{w.horizon}, "
         f"scaling {m.scaling}, dropout {m.dropout:g}, {t.loss} loss, lr {t.lr:g}, batch {t.batch_size}, "
         f"epochs {t.epochs} patience {t.patience}"
-        + (f", seasonal skip lag {m.skip_lag}" if m.skip_lag else "")
-        + (f" + last error damped ({m.skip_damping})" if m.skip_damping is not None else "")
+        + (f", seasonal base lag {m.base_lag}" if m.base_lag else "")
+        + (f" + last error damped ({m.base_damping})" if m.base_damping is not None else "")
         + (", initial weights compete as epoch 0" if t.validate_initial else "")
         + (f", seed ensemble of {t.ensemble}" if t.ensemble > 1 else "")
     )
@@ -112,7 +111,8 @@ def run_one(name: str, seeds: list[int], overrides: list[str], split: str) -> Re
         ref = season_for(ds.frequency)
         ref_season = ref if ref > 1 and ref != season else None
         windows = run.windows[split]
-        pred = torch_predict(run.model)(windows.x)
+        with torch.no_grad():
+            pred = run.model(torch.from_numpy(windows.x)).numpy()
         m = score(ds, cfg.split, windows, lambda _x, p=pred: p, season, split)
         if result is None:
             rows = {
@@ -153,7 +153,7 @@ def run_one(name: str, seeds: list[int], overrides: list[str], split: str) -> Re
             f"(seasonal naive {m.seasonal_naive.mase:.3f}), "
             f"best val loss {run.result.best_val:.4f}, {len(run.result.history)} epochs "
             f"(best {run.result.best_epoch}), fit {run.result.seconds:.1f}s"
-            + (f", skip damping {phi:g}" if (phi := skip_damping_of(run.model)) is not None else ""),
+            + (f", base damping {phi}" if (phi := run.model.spec.network.base_damping) is not None else ""),
             file=sys.stderr,
             flush=True,
         )
@@ -256,7 +256,7 @@ def report(results: list[Result], seeds: list[int], split: str, command: str) ->
     out = [
         f"Command: `{command}`  ",
         f"torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()}, "
-        f"{torch.get_num_threads()} torch thread(s) (configs may set train.threads); split: {split}.",
+        f"{torch.get_num_threads()} torch thread(s) (configs may set machine.threads); split: {split}.",
         "",
         summary(results, seeds, split),
     ]

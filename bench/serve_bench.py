@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from service.bundle import store  # noqa: E402
-from service.bundle.manifest import DataInfo, InputWindow, Manifest  # noqa: E402
+from service.bundle.manifest import DataInfo, Manifest  # noqa: E402
 from service.settings import usable_cores  # noqa: E402
 
 NAME, WINDOW, HORIZON, BATCH = "bench", 48, 12, 256
@@ -78,32 +78,26 @@ def build_bundle(model_dir: Path) -> Path:
     """Publish the fixed benchmark model (random weights, exported and parity-checked like any bundle)."""
     import torch
 
-    from training.config import ModelConfig
+    from service.bundle.manifest import NetworkSpec
+    from service.bundle.predictor import OnnxPredictor
     from training.export import check_parity, to_onnx
-    from training.models import build_model
+    from training.models import build_model, model_spec
 
     torch.manual_seed(0)
-    cfg = ModelConfig(cell="lstm", head="direct", hidden=64, layers=2, scaling="window")
-    model = build_model(cfg, 1, 1, WINDOW, HORIZON)
+    cfg = NetworkSpec(cell="lstm", head="direct", hidden=64, layers=2, scaling="window")
+    model = build_model(model_spec(cfg, ["value"], ["value"], WINDOW, HORIZON))
     x = series(64, WINDOW)[..., None]
     onnx_bytes = to_onnx(model, x)
-    check_parity(model, onnx_bytes, x, float(np.std(x)))
     manifest = Manifest(
         name=NAME,
         version="lstm2x64-w48-h12",
         created=datetime.now(UTC),
-        cell="lstm",
-        head="direct",
-        input_window=InputWindow(length=WINDOW, min_length=WINDOW),
-        features=["value"],
-        targets=["value"],
-        horizon=HORIZON,
-        frequency="h",
-        scaling="window",
+        spec=model.spec.model_copy(update={"frequency": "h"}),
         training_config={"model": cfg.model_dump()},
         data=DataInfo(fingerprint="0" * 64, source="random weights", series=1, rows=WINDOW),
         onnx_sha256=store.sha256_bytes(onnx_bytes),
     )
+    check_parity(model, OnnxPredictor.from_bytes(onnx_bytes, manifest.spec), x, float(np.std(x)))
     return store.publish(model_dir, manifest, onnx_bytes)
 
 

@@ -1,11 +1,11 @@
 """Rolling-origin backtest of the damped seasonal skip on the whole taylor series.
 
 The accuracy bench scores one 96-step window per data set. This checks whether
-carrying the last weekly error forward (``model.skip_damping``) beats the plain
+carrying the last weekly error forward (``model.base_damping``) beats the plain
 weekly seasonal naive everywhere or only on that window: every origin of the
 12-week series, one 96-step forecast each, MAE against the weekly seasonal
 naive's, per week and overall. The forecasts come from the product's own model
-(an untrained ``mlp`` + ``skip_lag = 336`` + ``skip_damping = phi``, whose
+(an untrained ``mlp`` + ``base_lag = 336`` + ``base_damping = phi``, whose
 correction starts at zero, so it *is* the damped base).
 
     .venv/bin/python bench/taylor_backtest.py            # ~10 s
@@ -23,8 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.config import ModelConfig  # noqa: E402
-from training.models import build_model  # noqa: E402
+from service.bundle.manifest import NetworkSpec  # noqa: E402
+from training.models import build_model, model_spec  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "taylor.csv"
 LAG, HORIZON, WEEK = 336, 96, 336
@@ -33,8 +33,8 @@ LAG, HORIZON, WEEK = 336, 96, 336
 def forecasts(y: np.ndarray, phi: float) -> tuple[np.ndarray, np.ndarray]:
     """Forecasts ``(origins, horizon)`` from every origin with a full window, and the truth."""
     length = LAG + 1
-    cfg = ModelConfig(head="mlp", hidden=4, skip_lag=LAG, skip_damping=phi)
-    model = build_model(cfg, 1, 1, length=length, horizon=HORIZON).eval()
+    cfg = NetworkSpec(head="mlp", hidden=4, base_lag=LAG, base_damping=phi)
+    model = build_model(model_spec(cfg, ["value"], ["value"], length, HORIZON)).eval()
     origins = np.arange(length, len(y) - HORIZON + 1)
     x = np.stack([y[o - length : o] for o in origins])[..., None].astype(np.float32)
     with torch.no_grad():

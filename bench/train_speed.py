@@ -40,16 +40,16 @@ sys.path.insert(0, str(ROOT))
 import training.train as seq_train  # noqa: E402
 from training.config import Config  # noqa: E402
 from training.data import load_dataset  # noqa: E402
-from training.models import build_model  # noqa: E402
+from training.models import build_model, model_spec  # noqa: E402
 from training.train import LOSSES, fit  # noqa: E402
 from training.windows import make_windows, train_statistics  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 
 
-def plain_loop(model, x, y, cfg) -> int:
+def plain_loop(model, x, y, cfg, args_device: str = "cpu") -> int:
     """The bare PyTorch loop seqcast is measured against; returns the number of steps."""
-    device = torch.device(cfg.device)
+    device = torch.device(args_device)
     model.to(device)
     x, y = x.to(device), y.to(device)
     torch.manual_seed(cfg.seed)
@@ -173,10 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                 "patience": args.epochs + 1,  # never stop early: both sides run every epoch
                 "lr_patience": args.epochs + 1,  # keep lr fixed, as the plain loop does
                 "clip_norm": None if args.no_clip else 1.0,
-                "progress": False,
-                "threads": args.threads,
-                "device": args.device,
             },
+            "machine": {"progress": False, "threads": args.threads, "device": args.device},
         }
     )
     ds = load_dataset(cfg.data)
@@ -185,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def new_model():
         torch.manual_seed(cfg.train.seed)
-        return build_model(cfg.model, len(ds.features), len(ds.targets), args.length, args.horizon, mean, std)
+        spec = model_spec(cfg.model, ds.features, ds.targets, args.length, args.horizon)
+        return build_model(spec, mean, std)
 
     x, y = torch.from_numpy(win["train"].x), torch.from_numpy(win["train"].y)
     steps_per_epoch = -(-len(x) // args.batch_size)
@@ -198,8 +197,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # Warm-up: one short run of each side (allocator, lazy init), not counted.
     warm = cfg.train.model_copy(update={"epochs": 2})
-    fit(new_model(), win["train"], win["val"], warm)
-    plain_loop(new_model(), x, y, warm)
+    fit(new_model(), win["train"], win["val"], warm, cfg.machine)
+    plain_loop(new_model(), x, y, warm, args.device)
 
     fit_ms, fit_noval_ms, plain_ms, ratios, ratios_noval = [], [], [], [], []
     extras: dict[str, list[float]] = {}
@@ -212,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                 timers = Timers()
                 with instrumented(timers, args.profile):
                     t0 = time.perf_counter()
-                    res = fit(model, win["train"], win["val"], cfg.train)
+                    res = fit(model, win["train"], win["val"], cfg.train, cfg.machine)
                     wall = time.perf_counter() - t0
                 steps = res.steps
                 got["fit"] = 1000 * wall / steps
@@ -221,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                     extras.setdefault(name, []).append(1000 * sec / steps)
             else:
                 t0 = time.perf_counter()
-                steps = plain_loop(model, x, y, cfg.train)
+                steps = plain_loop(model, x, y, cfg.train, args.device)
                 got["plain"] = 1000 * (time.perf_counter() - t0) / steps
         fit_ms.append(got["fit"])
         fit_noval_ms.append(got["fit_noval"])

@@ -1,7 +1,7 @@
 """Seqcast service: serves ONNX forecast bundles over HTTP (never imports torch).
 
 ``gunicorn 'service:create_app()'`` builds the app. The import is deferred so the
-bundle contract (``service.manifest``, ``service.store``) can be imported by the
+bundle contract (``service.bundle``) can be imported by the
 trainer without flask installed.
 """
 

@@ -46,17 +46,8 @@ def model_info(registry: Registry, name: str) -> dict[str, Any]:
     if manifest is not None:
         info.update(
             created=manifest.created.isoformat(),
-            cell=manifest.cell,
-            head=manifest.head,
-            ensemble=manifest.ensemble,
-            skip_lag=manifest.skip_lag,
-            skip_damping=manifest.skip_damping,
-            input_window=manifest.input_window.model_dump(),
-            horizon=manifest.horizon,
-            features=manifest.features,
-            targets=manifest.targets,
-            frequency=manifest.frequency,
-            timestamps_supported=parse_frequency(manifest.frequency) is not None,
+            spec=manifest.spec.model_dump(),
+            timestamps_supported=parse_frequency(manifest.spec.frequency) is not None,
             metrics=manifest.metrics.model_dump() if manifest.metrics else None,
         )
     return info

@@ -105,7 +105,7 @@ def numbers_array(data: list[Any]) -> np.ndarray:
 
 def series_array(values: list[Any], manifest: Manifest) -> np.ndarray:
     """``values`` as float32 ``(time, features)``; raises _Bad with the element at fault."""
-    n_features = len(manifest.features)
+    n_features = len(manifest.spec.features)
     kinds = set(map(type, values))
     nested = list in kinds
     if nested and kinds != {list}:
@@ -126,7 +126,7 @@ def series_array(values: list[Any], manifest: Manifest) -> np.ndarray:
         if n_features != 1:
             raise _Bad(
                 ("values",),
-                f"the model takes {n_features} features ({', '.join(manifest.features)}): send rows of "
+                f"the model takes {n_features} features ({', '.join(manifest.spec.features)}): send rows of "
                 f"{n_features} numbers, not plain numbers",
             )
         arr = arr[:, None]
@@ -134,7 +134,7 @@ def series_array(values: list[Any], manifest: Manifest) -> np.ndarray:
         raise _Bad(
             ("values",),
             f"rows have {arr.shape[1]} numbers, the model takes {n_features} features "
-            f"({', '.join(manifest.features)})",
+            f"({', '.join(manifest.spec.features)})",
         )
     if not fits_float32(arr):
         where, value = _first(values, nested, lambda v: not math.isfinite(v) or abs(v) > _F32_MAX)
@@ -143,11 +143,12 @@ def series_array(values: list[Any], manifest: Manifest) -> np.ndarray:
         if math.isinf(value):
             raise _Bad(("values", *where), "infinity is not allowed")
         raise _Bad(("values", *where), "outside the float32 range (about ±3.4e38)")
-    if len(arr) < manifest.input_window.min_length:
+    if len(arr) < manifest.spec.input_window.min_length:
         raise _Bad(
-            ("values",), f"{len(arr)} points, the model needs at least {manifest.input_window.min_length}"
+            ("values",),
+            f"{len(arr)} points, the model needs at least {manifest.spec.input_window.min_length}",
         )
-    return arr[-manifest.input_window.length :].astype(np.float32)
+    return arr[-manifest.spec.input_window.length :].astype(np.float32)
 
 
 def fits_float32(arr: np.ndarray) -> bool:
@@ -204,10 +205,10 @@ def fast_batch(req: ForecastRequest, manifest: Manifest, bool_free: bool = False
     """
     values = [s.values for s in req.series]
     lengths = set(map(len, values))
-    window = manifest.input_window.length
+    window = manifest.spec.input_window.length
     if len(lengths) != 1 or lengths.pop() < window:
         return None
-    n_features = len(manifest.features)
+    n_features = len(manifest.spec.features)
     if n_features > 1:
         rows = list(chain.from_iterable(values))
         if set(map(type, rows)) != {list} or set(map(len, rows)) != {n_features}:
@@ -321,11 +322,11 @@ def check_options(req: ForecastRequest, manifest: Manifest) -> int:
             "this model has no intervals" if manifest.intervals is None else "intervals are not served yet"
         )
         raise InvalidRequest.at(["levels"], f"{reason}; leave out levels")
-    if req.horizon is not None and req.horizon > manifest.horizon:
+    if req.horizon is not None and req.horizon > manifest.spec.horizon:
         raise InvalidRequest.at(
-            ["horizon"], f"{req.horizon} steps asked, the model forecasts at most {manifest.horizon}"
+            ["horizon"], f"{req.horizon} steps asked, the model forecasts at most {manifest.spec.horizon}"
         )
-    return req.horizon or manifest.horizon
+    return req.horizon or manifest.spec.horizon
 
 
 def prepare(req: ForecastRequest, manifest: Manifest, horizon: int, bool_free: bool = False) -> Batch:
@@ -335,7 +336,7 @@ def prepare(req: ForecastRequest, manifest: Manifest, horizon: int, bool_free: b
     ``bool_free``: see ``fast_batch``.
     """
     check_values_lists(req)
-    freq = parse_frequency(manifest.frequency)
+    freq = parse_frequency(manifest.spec.frequency)
     x = fast_batch(req, manifest, bool_free)
     arrays: list[np.ndarray] = []
     stamps: list[list[str] | None] = []
@@ -384,6 +385,6 @@ def answer(manifest: Manifest, req: ForecastRequest, batch: Batch, y: np.ndarray
         "model": manifest.name,
         "version": manifest.version,
         "horizon": batch.horizon,
-        "targets": manifest.targets,
+        "targets": manifest.spec.targets,
         "forecasts": forecasts,
     }

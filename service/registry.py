@@ -183,11 +183,11 @@ class Registry:
             return  # retried when CURRENT moves, not on every request
         started = time.perf_counter()
         try:
-            predictor = self._loader(store.bundle_dir(self.model_dir, name, version))
-            if (predictor.manifest.name, predictor.manifest.version) != (name, version):
-                raise store.StoreError(
-                    f"bundle {name}/{version} holds {predictor.manifest.name}/{predictor.manifest.version}"
-                )
+            bundle = store.bundle_dir(self.model_dir, name, version)
+            manifest = store.load_manifest(bundle)
+            if (manifest.name, manifest.version) != (name, version):
+                raise store.StoreError(f"bundle {name}/{version} holds {manifest.name}/{manifest.version}")
+            predictor = self._loader(bundle)  # verifies the hash, opens and warms up the graph
         except Exception as exc:  # any failure of one bundle must leave the others served
             log.error("model %s version %s failed to load: %s", name, version, exc)
             self._failed = {**self._failed, name: Failed(name, version, f"{type(exc).__name__}: {exc}")}
@@ -195,7 +195,7 @@ class Registry:
                 self._on_fail(name)
             return
         seconds = time.perf_counter() - started
-        record = Served(name, version, predictor.manifest, predictor, seconds)
+        record = Served(name, version, manifest, predictor, seconds)
         self._served = {**self._served, name: record}
         self._failed = {k: v for k, v in self._failed.items() if k != name}
         log.info("model %s version %s loaded and warmed up in %.3fs", name, version, seconds)

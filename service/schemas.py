@@ -20,7 +20,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from service.bundle.manifest import InputWindow, Metrics
+from service.bundle.manifest import Metrics, ModelSpec
 
 _NUMBER = {"type": "number"}
 VALUES_SCHEMA: dict[str, Any] = {
@@ -108,24 +108,20 @@ class ModelInfo(BaseModel):
     current: str | None = Field(description="the version CURRENT names on disk")
     versions: list[str] = Field(description="published versions, oldest first")
     created: datetime | None = None
-    cell: str | None = None
-    head: str | None = None
-    ensemble: int | None = Field(default=None, description="networks averaged (1: a single model)")
-    skip_lag: int | None = Field(default=None, description="seasonal-naive lag the forecast adds to")
-    skip_damping: float | None = Field(
-        default=None, description="per-step damping of the last seasonal error added to the seasonal naive"
+    spec: ModelSpec | None = Field(
+        default=None, description="the model as its bundle describes it (the manifest's spec, as it is)"
     )
-    input_window: InputWindow | None = None
-    horizon: int | None = None
-    features: list[str] = Field(default_factory=list)
-    targets: list[str] = Field(default_factory=list)
-    frequency: str | None = None
     timestamps_supported: bool = Field(
         default=False,
         description="whether forecasts carry timestamps (the frequency is known to the service)",
     )
     metrics: Metrics | None = None
     error: str | None = Field(default=None, description="why the model could not be loaded")
+    failed_version: str | None = Field(
+        default=None,
+        description="a version that failed to load while an older one stays served (hot reload keeps "
+        "the last good version)",
+    )
 
 
 class ModelList(BaseModel):

@@ -79,23 +79,21 @@ def model_ready(name: str, version: str | None = None) -> Response:
 @bp.get("/models/<name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None) -> Response:
     served = _served(name, version)
-    m = served.manifest
-    dynamic = m.input_window.max_length is None
+    spec = served.manifest.spec
+    time = -1 if spec.input_window.max_length is None else spec.input_window.length
     return json_response(
         {
             "name": name,
             "versions": [served.version],
             "platform": "onnxruntime_onnx",
             "inputs": [
-                {
-                    "name": m.input_name,
-                    "datatype": "FP32",
-                    "shape": [-1, -1 if dynamic else m.input_window.length, len(m.features)],
-                }
+                {"name": spec.input_name, "datatype": "FP32", "shape": [-1, time, len(spec.features)]}
             ],
             "outputs": [
-                {"name": m.output_name, "datatype": "FP32", "shape": [-1, m.horizon, len(m.targets)]}
+                {"name": spec.output_name, "datatype": "FP32", "shape": [-1, spec.horizon, len(spec.targets)]}
             ],
+            # Seqcast's own description of the model (the protocol allows extra fields).
+            "parameters": {"spec": spec.model_dump()},
         }
     )
 
@@ -119,20 +117,20 @@ def _tensor(req: InferRequest, binary: bytes, served: Served) -> np.ndarray:
     """The input ``x`` as float32 ``(batch, time, features)``, checked against the model."""
     m = served.manifest
     limits = state().settings
-    if len(req.inputs) != 1 or req.inputs[0].name != m.input_name:
+    if len(req.inputs) != 1 or req.inputs[0].name != m.spec.input_name:
         raise BadInfer(
-            f"expected exactly one input named {m.input_name!r}, got {[i.name for i in req.inputs]}"
+            f"expected exactly one input named {m.spec.input_name!r}, got {[i.name for i in req.inputs]}"
         )
     tensor = req.inputs[0]
     if tensor.datatype != "FP32":
         raise BadInfer(f"input {tensor.name!r}: datatype must be FP32, got {tensor.datatype}")
-    if len(tensor.shape) != 3 or tensor.shape[2] != len(m.features):
-        raise BadInfer(f"input shape must be [batch, time, {len(m.features)}], got {tensor.shape}")
+    if len(tensor.shape) != 3 or tensor.shape[2] != len(m.spec.features):
+        raise BadInfer(f"input shape must be [batch, time, {len(m.spec.features)}], got {tensor.shape}")
     batch, time, features = tensor.shape
     if not 1 <= batch <= limits.max_series:
         raise BadInfer(f"batch must be 1..{limits.max_series}, got {batch}")
-    if time < m.input_window.min_length:
-        raise BadInfer(f"{time} time steps, the model needs at least {m.input_window.min_length}")
+    if time < m.spec.input_window.min_length:
+        raise BadInfer(f"{time} time steps, the model needs at least {m.spec.input_window.min_length}")
     count = batch * time * features
     size = (tensor.parameters or {}).get("binary_data_size")
     if size is not None:
@@ -156,7 +154,7 @@ def _tensor(req: InferRequest, binary: bytes, served: Served) -> np.ndarray:
     if not np.isfinite(flat).all():  # raw bytes can hold anything
         raise BadInfer(f"input {tensor.name!r} holds NaN or infinity")
     x = flat.reshape(batch, time, features)
-    return np.ascontiguousarray(x[:, -m.input_window.length :])
+    return np.ascontiguousarray(x[:, -m.spec.input_window.length :])
 
 
 @bp.post("/models/<name>/infer")
@@ -172,9 +170,9 @@ def infer(name: str, version: str | None = None) -> Response:
         raise BadInfer(f"{format_loc(first['loc'])}: {first['msg']}") from None
     m = served.manifest
     wanted = req.outputs or []
-    unknown = [o.name for o in wanted if o.name != m.output_name]
+    unknown = [o.name for o in wanted if o.name != m.spec.output_name]
     if unknown:
-        raise BadInfer(f"unknown output(s) {unknown}; the model has {m.output_name!r}")
+        raise BadInfer(f"unknown output(s) {unknown}; the model has {m.spec.output_name!r}")
     as_binary = any((o.parameters or {}).get("binary_data") is True for o in wanted) or (
         (req.parameters or {}).get("binary_data_output") is True
     )
@@ -182,7 +180,7 @@ def infer(name: str, version: str | None = None) -> Response:
     started = now()
     y = served.predictor.predict(x)  # (batch, horizon, targets)
     app_state.metrics.observe_prediction(name, served.version, x.shape[0], now() - started)
-    output: dict[str, Any] = {"name": m.output_name, "datatype": "FP32", "shape": list(y.shape)}
+    output: dict[str, Any] = {"name": m.spec.output_name, "datatype": "FP32", "shape": list(y.shape)}
     body: dict[str, Any] = {"model_name": name, "model_version": served.version, "outputs": [output]}
     if req.id is not None:
         body["id"] = req.id

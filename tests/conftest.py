@@ -20,8 +20,8 @@ TINY_OVERRIDES = [
     "window.horizon=4",
     "model.hidden=8",
     "train.epochs=2",
-    "train.progress=false",
-    'train.device="cpu"',
+    "machine.progress=false",
+    'machine.device="cpu"',
     "split.test=12",
     "split.val=12",
 ]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from service.bundle import store
-from service.bundle.manifest import DataInfo, InputWindow, Manifest
+from service.bundle.manifest import DataInfo, InputWindow, Manifest, ModelSpec, NetworkSpec
 from service.settings import Settings
 
 FAKE_ONNX = b"stub: not an ONNX graph"
@@ -29,18 +29,19 @@ def make_manifest(
     version: str = "v1",
     onnx: bytes = FAKE_ONNX,
 ) -> Manifest:
-    return Manifest(
-        name=name,
-        version=version,
-        created=datetime(2026, 1, 1, tzinfo=UTC),
-        cell="lstm",
-        head="direct",
+    spec = ModelSpec(
+        network=NetworkSpec(cell="lstm", head="direct"),
         input_window=InputWindow(length=window, min_length=window),
         features=list(features),
         targets=list(targets),
         horizon=horizon,
         frequency=frequency,
-        scaling="window",
+    )
+    return Manifest(
+        name=name,
+        version=version,
+        created=datetime(2026, 1, 1, tzinfo=UTC),
+        spec=spec,
         training_config={},
         data=DataInfo(fingerprint="0" * 64, source="stub", series=1, rows=100),
         onnx_sha256=store.sha256_bytes(onnx),
@@ -52,21 +53,21 @@ def publish_stub(model_dir: Path, manifest: Manifest, onnx: bytes = FAKE_ONNX) -
 
 
 class StubPredictor:
-    def __init__(self, manifest: Manifest) -> None:
-        self._manifest = manifest
+    def __init__(self, spec: ModelSpec) -> None:
+        self._spec = spec
         self.calls: list[tuple[int, ...]] = []
 
     @property
-    def manifest(self) -> Manifest:
-        return self._manifest
+    def spec(self) -> ModelSpec:
+        return self._spec
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """float32 (batch, time, features) -> float32 (batch, horizon, targets)."""
         assert x.dtype == np.float32 and x.ndim == 3, (x.dtype, x.shape)
         self.calls.append(x.shape)
-        m = self._manifest
-        last = x[:, -1:, : len(m.targets)]  # (batch, 1, targets)
-        steps = np.arange(1, m.horizon + 1, dtype=np.float32)[None, :, None]
+        spec = self._spec
+        last = x[:, -1:, : len(spec.targets)]  # (batch, 1, targets)
+        steps = np.arange(1, spec.horizon + 1, dtype=np.float32)[None, :, None]
         return (last + steps).astype(np.float32)
 
 
@@ -75,7 +76,7 @@ def stub_loader(bundle: Path) -> StubPredictor:
     manifest = store.verify_bundle(bundle)
     if manifest.name.startswith("broken"):
         raise RuntimeError("cannot parse model.onnx (stub)")
-    return StubPredictor(manifest)
+    return StubPredictor(manifest.spec)
 
 
 def standard_models(model_dir: Path) -> None:

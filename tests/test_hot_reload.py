@@ -73,8 +73,8 @@ def publisher(tmp_path_factory: pytest.TempPathFactory) -> Publisher:
     from training.pipeline import export_run, train_run
 
     run = train_run(load_config(DEMO_CONFIG, [*TINY_OVERRIDES, 'export.name="hot"']))
-    onnx_bytes, manifest, _ = export_run(run)
-    pub = Publisher(tmp_path_factory.mktemp("hot-models"), onnx_bytes, manifest)
+    exported = export_run(run)
+    pub = Publisher(tmp_path_factory.mktemp("hot-models"), exported.onnx, exported.manifest)
     pub.publish()
     return pub
 
@@ -180,7 +180,8 @@ def test_publish_new_then_corrupt_versions_under_load(server, publisher):
         assert info["version"] == new and info["current"] == info["failed_version"] == truncated, info
         assert info["status"] == "ready" and "INVALID_PROTOBUF" in info["error"], info
         # ... and a manifest that does not match its graph (3 features; the graph takes 1).
-        mismatched = publisher.publish(features=["value", "a", "b"])
+        spec = publisher.manifest.spec.model_copy(update={"features": ["value", "a", "b"]})
+        mismatched = publisher.publish(spec=spec)
         wait_until(
             lambda: load_failures(base, "hot") >= 2 * WORKERS, 10, f"every worker refusing {mismatched}"
         )
@@ -254,7 +255,7 @@ def test_retrain_job_promotion_is_picked_up_by_the_running_service(server, publi
             "--set",
             "train.epochs=30",
             "--set",
-            "train.progress=false",
+            "machine.progress=false",
         ]
     )
     assert code == 0

@@ -9,14 +9,31 @@ import onnx
 import pytest
 import torch
 
-from training.config import Config, ModelConfig, TrainConfig
+from service.bundle.manifest import DAMPING_GRID, NetworkSpec
+from service.bundle.predictor import OnnxPredictor
+from training.bases import damped_seasonal
+from training.config import Config, MachineConfig, TrainConfig
 from training.data import load_dataset
-from training.export import ExportError, check_parity, session, to_onnx
-from training.models import build_model, make_cell, rebuild
+from training.export import ExportError, check_parity, to_onnx
+from training.models import Model, build_model, make_cell, model_spec, rebuild
 from training.train import LOSSES, evaluate_loss, fit
 from training.windows import make_windows, train_statistics
 
 REPO = Path(__file__).resolve().parents[1]
+CPU = MachineConfig(device="cpu", progress=False)
+
+
+def make(network: NetworkSpec, n_features: int = 1, n_targets: int = 1, length: int = 24, horizon: int = 6,
+         mean=None, std=None):  # fmt: skip
+    """A Forecaster with features f0, f1, ... (the first ``n_targets`` are the targets)."""
+    names = [f"f{i}" for i in range(n_features)]
+    return build_model(model_spec(network, names, names[:n_targets], length, horizon), mean, std)
+
+
+def parity(model: Model, onnx_bytes: bytes, windows: np.ndarray, scale: float):
+    """check_parity through the serving predictor, as the trainer runs it."""
+    return check_parity(model, OnnxPredictor.from_bytes(onnx_bytes, model.spec), windows, scale)
+
 
 COMBOS = [
     ("rnn", "direct", "steps"),
@@ -38,7 +55,8 @@ def tiny_config(cell: str = "lstm", head: str = "direct", readout: str = "steps"
             "split": {"test": 12, "val": 12},
             "window": {"length": 24, "horizon": 6},
             "model": {"cell": cell, "head": head, "readout": readout, "hidden": 16, **model},
-            "train": {"epochs": 2, "batch_size": 16, "lr": 0.01, "progress": False, "patience": 5},
+            "train": {"epochs": 2, "batch_size": 16, "lr": 0.01, "patience": 5},
+            "machine": {"device": "cpu", "progress": False},
         }
     )
 
@@ -53,8 +71,8 @@ def airline():
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize(("cell", "head", "readout"), COMBOS, ids=IDS)
 def test_output_shape_for_any_batch_and_longer_history(cell, head, readout, layers):
-    cfg = ModelConfig(cell=cell, head=head, readout=readout, hidden=8, layers=layers, dropout=0.1)
-    model = build_model(cfg, n_features=3, n_targets=2, length=20, horizon=5).eval()
+    cfg = NetworkSpec(cell=cell, head=head, readout=readout, hidden=8, layers=layers, dropout=0.1)
+    model = make(cfg, n_features=3, n_targets=2, length=20, horizon=5).eval()
     for batch, time in [(1, 20), (9, 20)] + ([(4, 31)] if head != "mlp" else []):
         y = model(torch.randn(batch, time, 3) * 50 + 10)
         assert y.shape == (batch, 5, 2)
@@ -69,7 +87,7 @@ def test_unknown_cell_is_a_clear_error():
 
 
 def test_window_scaling_is_invariant_to_the_series_level():
-    model = build_model(ModelConfig(hidden=8), n_features=1, n_targets=1, length=12, horizon=3).eval()
+    model = make(NetworkSpec(hidden=8), length=12, horizon=3).eval()
     x = torch.randn(4, 12, 1)
     with torch.no_grad():
         # shifting and scaling the input shifts and scales the forecast the same way
@@ -82,12 +100,12 @@ def test_two_epochs_reduce_the_loss_and_export_matches_torch(airline, cell, head
     ds, windows = airline
     cfg = tiny_config(cell, head, readout)
     mean, std = train_statistics(ds, cfg.split)
-    model = build_model(cfg.model, 1, 1, cfg.window.length, cfg.window.horizon, mean, std)
+    model = make(cfg.model, 1, 1, cfg.window.length, cfg.window.horizon, mean, std)
     train = windows["train"]
     loss_fn = LOSSES[cfg.train.loss]
     x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
     before = evaluate_loss(model, loss_fn, x, y)
-    result = fit(model, train, windows["val"], cfg.train)
+    result = fit(model, train, windows["val"], cfg.train, CPU)
     after = evaluate_loss(model, loss_fn, x, y)
     assert len(result.history) == 2 and result.steps == 2 * int(np.ceil(len(train) / 16))
     assert after < before, f"training loss did not fall: {before:.4f} -> {after:.4f}"
@@ -98,9 +116,9 @@ def test_two_epochs_reduce_the_loss_and_export_matches_torch(airline, cell, head
     dims = graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param == "batch"
     assert (dims[1].dim_param == "time") == (head != "mlp")
-    parity = check_parity(model, onnx_bytes, windows["test"].x, float(np.std(train.y)))
-    assert parity.max_abs_diff <= parity.allowed
-    assert [c.split(":")[0] for c in parity.checks][:3] == [
+    checked = parity(model, onnx_bytes, windows["test"].x, float(np.std(train.y)))
+    assert checked.max_abs_diff <= checked.allowed
+    assert [c.split(":")[0] for c in checked.checks][:3] == [
         "batch 1 x time 24",
         "batch 7 x time 24",
         "batch 256 x time 24",
@@ -112,11 +130,11 @@ def test_standard_scaling_round_trips_through_a_checkpoint(airline, tmp_path):
     ds, windows = airline
     cfg = tiny_config(scaling="standard")
     mean, std = train_statistics(ds, cfg.split)
-    model = build_model(cfg.model, 1, 1, 24, 6, mean, std)
-    fit(model, windows["train"], windows["val"], cfg.train)
-    torch.save({"args": model.model_args, "state": model.state_dict()}, tmp_path / "c.pt")
+    model = make(cfg.model, 1, 1, 24, 6, mean, std)
+    fit(model, windows["train"], windows["val"], cfg.train, CPU)
+    torch.save({"spec": model.spec.model_dump(mode="json"), "state": model.state_dict()}, tmp_path / "c.pt")
     payload = torch.load(tmp_path / "c.pt", weights_only=True)
-    again = rebuild(payload["args"], payload["state"]).eval()
+    again = rebuild(payload["spec"], payload["state"]).eval()
     x = torch.from_numpy(windows["test"].x)
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x))
@@ -127,21 +145,21 @@ def test_standard_scaling_round_trips_through_a_checkpoint(airline, tmp_path):
 def test_parity_failure_refuses_the_export(airline):
     ds, windows = airline
     cfg = tiny_config()
-    model = build_model(cfg.model, 1, 1, 24, 6).eval()
+    model = make(cfg.model, 1, 1, 24, 6).eval()
     onnx_bytes = to_onnx(model, windows["test"].x)
     with torch.no_grad():  # the torch model drifts after export: parity must fail loudly
         model.head.proj.bias.add_(1.0)
     with pytest.raises(ExportError, match=r"ONNX differs from PyTorch by .* at batch 1"):
-        check_parity(model, onnx_bytes, windows["test"].x, data_scale=100.0)
+        parity(model, onnx_bytes, windows["test"].x, 100.0)
 
 
 @pytest.mark.slow
 def test_dynamo_exporter_also_passes_parity(airline):
     ds, windows = airline
-    model = build_model(tiny_config(head="mlp").model, 1, 1, 24, 6).eval()
+    model = make(tiny_config(head="mlp").model, 1, 1, 24, 6).eval()
     onnx_bytes = to_onnx(model, windows["test"].x, exporter="dynamo")
-    check_parity(model, onnx_bytes, windows["test"].x, data_scale=float(np.std(windows["train"].y)))
-    out = session(onnx_bytes).run(None, {"x": windows["test"].x[:3]})[0]
+    parity(model, onnx_bytes, windows["test"].x, float(np.std(windows["train"].y)))
+    out = OnnxPredictor.from_bytes(onnx_bytes, model.spec).predict(windows["test"].x[:3])
     assert out.shape == (3, 6, 1)
 
 
@@ -150,8 +168,8 @@ def test_train_config_defaults_clip_gradients():
 
 
 def test_scaling_none_is_the_identity_even_when_statistics_are_given():
-    cfg = ModelConfig(hidden=4, scaling="none")
-    model = build_model(cfg, 1, 1, 6, 2, mean=[280.0], std=[120.0])
+    cfg = NetworkSpec(hidden=4, scaling="none")
+    model = make(cfg, 1, 1, 6, 2, mean=[280.0], std=[120.0])
     x = torch.randn(3, 6, 1)
     xn, loc, scale = model.scaler(x)
     torch.testing.assert_close(xn, x)
@@ -160,9 +178,9 @@ def test_scaling_none_is_the_identity_even_when_statistics_are_given():
 
 @pytest.mark.parametrize("head", ["direct", "mlp"])
 @pytest.mark.parametrize("gate", [False, True])
-def test_seasonal_skip_starts_as_the_seasonal_naive(head, gate):
-    cfg = ModelConfig(head=head, hidden=8, skip_lag=7, skip_gate=gate)
-    model = build_model(cfg, n_features=2, n_targets=1, length=10, horizon=9).eval()
+def test_seasonal_base_starts_as_the_seasonal_naive(head, gate):
+    cfg = NetworkSpec(head=head, hidden=8, base_lag=7, correction_gate=gate)
+    model = make(cfg, n_features=2, n_targets=1, length=10, horizon=9).eval()
     x = torch.randn(3, 10, 2) * 50 + 10
     with torch.no_grad():
         y = model(x)
@@ -173,18 +191,18 @@ def test_seasonal_skip_starts_as_the_seasonal_naive(head, gate):
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
-        ({"head": "seq2seq", "skip_lag": 7}, "not seq2seq"),  # its decoder would feed back corrections
-        ({"skip_gate": True}, "skip_gate needs model.skip_lag"),
+        ({"head": "seq2seq", "base_lag": 7}, "not seq2seq"),  # its decoder would feed back corrections
+        ({"correction_gate": True}, "correction_gate needs base_lag"),
     ],
 )
-def test_seasonal_skip_options_that_cannot_work_are_refused(fields, reason):
+def test_seasonal_base_options_that_cannot_work_are_refused(fields, reason):
     with pytest.raises(ValueError, match=reason):
-        ModelConfig(**fields)
+        NetworkSpec(**fields)
 
 
-def test_seasonal_skip_needs_a_window_as_long_as_the_lag():
-    with pytest.raises(ValueError, match="window.length >= skip_lag"):
-        tiny_config(skip_lag=48)
+def test_seasonal_base_needs_a_window_as_long_as_the_lag():
+    with pytest.raises(ValueError, match="base_lag 48 needs window.length >= 48"):
+        tiny_config(base_lag=48)
 
 
 def _seasonal_arima_forecast(history: np.ndarray, lag: int, horizon: int, phi: float) -> np.ndarray:
@@ -200,58 +218,58 @@ def _seasonal_arima_forecast(history: np.ndarray, lag: int, horizon: int, phi: f
 @pytest.mark.parametrize("head", ["direct", "mlp"])
 @pytest.mark.parametrize("scaling", ["window", "standard", "none"])
 @pytest.mark.parametrize("horizon", [5, 16])  # within one season of 7, and beyond two
-def test_damped_seasonal_skip_starts_as_the_seasonal_arima_forecast(head, scaling, horizon):
-    cfg = ModelConfig(head=head, hidden=8, skip_lag=7, skip_damping=0.8, scaling=scaling)
+def test_damped_seasonal_base_starts_as_the_seasonal_arima_forecast(head, scaling, horizon):
+    cfg = NetworkSpec(head=head, hidden=8, base_lag=7, base_damping=0.8, scaling=scaling)
     length = max(10, horizon)
-    model = build_model(cfg, 2, 1, length=length, horizon=horizon, mean=[10.0, 0.0], std=[50.0, 1.0]).eval()
+    model = make(cfg, 2, 1, length=length, horizon=horizon, mean=[10.0, 0.0], std=[50.0, 1.0]).eval()
     x = torch.randn(3, length, 2, dtype=torch.float64).float() * 50 + 10
     with torch.no_grad():
         y = model(x)[..., 0].numpy()
     expected = np.stack([_seasonal_arima_forecast(row[:, 0].numpy(), 7, horizon, 0.8) for row in x])
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-3)
-    # phi = 0 is the plain seasonal skip
-    model.skip_phi.fill_(0.0)
+    # phi = 0 is the plain seasonal naive
+    model.set_base_damping(0.0)
     with torch.no_grad():
         steps = torch.arange(horizon) % 7
         torch.testing.assert_close(model(x), x[:, -7:, :1][:, steps], rtol=1e-5, atol=1e-3)
 
 
 @pytest.mark.slow
-def test_damped_skip_exports_with_the_dynamo_exporter_too():
+def test_damped_base_exports_with_the_dynamo_exporter_too():
     windows = _seasonal_ar_windows(0.9, 200, seed=3)
-    cfg = ModelConfig(head="direct", hidden=8, skip_lag=7, skip_damping=0.9)
-    model = build_model(cfg, 1, 1, length=15, horizon=6).eval()
+    cfg = NetworkSpec(head="direct", hidden=8, base_lag=7, base_damping=0.9)
+    model = make(cfg, 1, 1, length=15, horizon=6).eval()
     onnx_bytes = to_onnx(model, windows.x, exporter="dynamo")
-    parity = check_parity(model, onnx_bytes, windows.x, float(np.std(windows.y)))  # incl. a longer history
-    assert parity.max_abs_diff <= parity.allowed
+    checked = parity(model, onnx_bytes, windows.x, float(np.std(windows.y)))  # incl. a longer history
+    assert checked.max_abs_diff <= checked.allowed
 
 
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
-        ({"skip_damping": 0.9}, "skip_damping needs model.skip_lag"),
-        ({"skip_lag": 7, "skip_damping": 1.5}, r"must lie in \[0, 1\]"),
-        ({"skip_lag": 7, "skip_damping": -0.1}, r"must lie in \[0, 1\]"),
-        ({"skip_lag": 7, "skip_damping": True}, "not a boolean"),
-        ({"skip_lag": 7, "skip_damping": "fit"}, "skip_damping"),
+        ({"base_damping": 0.9}, "base_damping needs base_lag"),
+        ({"base_lag": 7, "base_damping": 1.5}, r"must lie in \[0, 1\]"),
+        ({"base_lag": 7, "base_damping": -0.1}, r"must lie in \[0, 1\]"),
+        ({"base_lag": 7, "base_damping": True}, "not a boolean"),
+        ({"base_lag": 7, "base_damping": "fit"}, "base_damping"),
     ],
 )
-def test_skip_damping_values_that_cannot_work_are_refused(fields, reason):
+def test_base_damping_values_that_cannot_work_are_refused(fields, reason):
     with pytest.raises(ValueError, match=reason):
-        ModelConfig(**fields)
+        NetworkSpec(**fields)
 
 
-def test_skip_damping_needs_one_step_more_than_the_lag():
-    with pytest.raises(ValueError, match="skip_lag \\+ 1 = 25"):
-        tiny_config(skip_lag=24, skip_damping=0.9)  # window.length is 24
-    tiny_config(skip_lag=23, skip_damping=0.9)
-    with pytest.raises(ValueError, match="at least skip_lag \\+ 1"):
-        build_model(ModelConfig(skip_lag=7, skip_damping=0.9), 1, 1, length=7, horizon=3)
+def test_base_damping_needs_one_step_more_than_the_lag():
+    with pytest.raises(ValueError, match="base_lag \\+ 1 = 25"):
+        tiny_config(base_lag=24, base_damping=0.9)  # window.length is 24
+    tiny_config(base_lag=23, base_damping=0.9)
+    with pytest.raises(ValueError, match="base_lag \\+ 1 = 8"):  # the spec checks it too
+        make(NetworkSpec(base_lag=7, base_damping=0.9), 1, 1, length=7, horizon=3)
 
 
 def _seasonal_ar_windows(phi: float, n: int, seed: int, length: int = 15, horizon: int = 6):
     """Windows of y[t] = y[t-7] + e[t], e an AR(1) with coefficient ``phi``: the series
-    for which the damped seasonal skip with that phi is the best forecast."""
+    for which the damped seasonal base with that phi is the best forecast."""
     from training.windows import Windows
 
     rng = np.random.default_rng(seed)
@@ -268,44 +286,43 @@ def _seasonal_ar_windows(phi: float, n: int, seed: int, length: int = 15, horizo
     return Windows(x=x, y=target, series=np.zeros(len(origins), dtype=np.int64), origin=origins)
 
 
-def test_skip_damping_auto_picks_the_damping_of_the_data_and_keeps_it():
+def test_base_damping_auto_picks_the_damping_of_the_data_and_keeps_it():
     train = _seasonal_ar_windows(0.9, 400, seed=0)
     val = _seasonal_ar_windows(0.9, 300, seed=1)
-    cfg = ModelConfig(head="mlp", hidden=8, skip_lag=7, skip_damping="auto")
-    model = build_model(cfg, 1, 1, length=15, horizon=6)
+    cfg = NetworkSpec(head="mlp", hidden=8, base_lag=7, base_damping="auto")
+    model = make(cfg, 1, 1, length=15, horizon=6)
     # lr 1e-12: no epoch can beat epoch 0, so fit must return the base with the phi it chose
-    train_cfg = TrainConfig(epochs=2, lr=1e-12, progress=False, validate_initial=True, loss="mse")
-    result = fit(model, train, val, train_cfg)
-    from training.config import SKIP_DAMPING_GRID
-    from training.models import skip_damping_of
-
-    chosen = skip_damping_of(model)  # what fit left in the model
+    train_cfg = TrainConfig(epochs=2, lr=1e-12, validate_initial=True, loss="mse")
+    result = fit(model, train, val, train_cfg, CPU)
+    chosen = model.spec.network.base_damping  # what fit left in the model's spec
     assert chosen in (0.8, 0.9, 0.93, 0.95)
-    assert float(model.skip_phi) == pytest.approx(chosen)
+    expected = damped_seasonal(15, 6, 7, chosen)
+    np.testing.assert_allclose(model.base_matrix.numpy(), expected, atol=1e-6)  # the graph's base too
     assert result.best_epoch == 0
     # the choice is the grid's best on validation, and far better than the plain seasonal naive
     losses = {}
-    for phi in SKIP_DAMPING_GRID:
-        model.skip_phi.fill_(phi)
+    for phi in DAMPING_GRID:
+        model.set_base_damping(phi)
         losses[phi] = evaluate_loss(model, LOSSES["mse"], torch.from_numpy(val.x), torch.from_numpy(val.y))
     assert min(losses, key=losses.__getitem__) == chosen
     assert losses[chosen] < 0.8 * losses[0.0]
 
 
-def test_damped_skip_exports_with_parity_and_round_trips(tmp_path):
+def test_damped_base_exports_with_parity_and_round_trips(tmp_path):
     windows = _seasonal_ar_windows(0.9, 300, seed=2)
-    cfg = ModelConfig(head="direct", hidden=8, skip_lag=7, skip_damping="auto")
-    model = build_model(cfg, 1, 1, length=15, horizon=6)
-    model.skip_phi.fill_(0.93)  # as "auto" would set it
+    cfg = NetworkSpec(head="direct", hidden=8, base_lag=7, base_damping="auto")
+    model = make(cfg, 1, 1, length=15, horizon=6)
+    model.set_base_damping(0.93)  # as "auto" would set it
     torch.nn.init.normal_(model.head.last_layer().weight, std=0.1)  # a non-zero correction too
     model.eval()
     onnx_bytes = to_onnx(model, windows.x)
-    parity = check_parity(model, onnx_bytes, windows.x, float(np.std(windows.y)))
-    assert parity.max_abs_diff <= parity.allowed
-    torch.save({"args": model.model_args, "state": model.state_dict()}, tmp_path / "m.pt")
+    checked = parity(model, onnx_bytes, windows.x, float(np.std(windows.y)))
+    assert checked.max_abs_diff <= checked.allowed
+    torch.save({"spec": model.spec.model_dump(mode="json"), "state": model.state_dict()}, tmp_path / "m.pt")
     payload = torch.load(tmp_path / "m.pt", weights_only=True)
-    again = rebuild(payload["args"], payload["state"]).eval()
-    assert float(again.skip_phi) == pytest.approx(0.93)  # the chosen phi, not the config's "auto"
+    again = rebuild(payload["spec"], payload["state"]).eval()
+    torch.testing.assert_close(again.base_matrix, model.base_matrix)  # phi 0.93, not the config's "auto"
+    assert again.spec == model.spec and again.spec.network.base_damping == 0.93
     x = torch.from_numpy(windows.x)
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x))
@@ -313,26 +330,26 @@ def test_damped_skip_exports_with_parity_and_round_trips(tmp_path):
 
 def test_validate_initial_keeps_untrained_weights_when_no_epoch_improves(airline):
     ds, windows = airline
-    cfg = tiny_config(skip_lag=12)
+    cfg = tiny_config(base_lag=12)
     train_cfg = cfg.train.model_copy(update={"validate_initial": True, "lr": 1e-12})
-    model = build_model(cfg.model, 1, 1, cfg.window.length, cfg.window.horizon)
+    model = make(cfg.model, 1, 1, cfg.window.length, cfg.window.horizon)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = fit(model, windows["train"], windows["val"], train_cfg)
+    result = fit(model, windows["train"], windows["val"], train_cfg, CPU)
     assert result.best_epoch == 0 and len(result.history) == 2
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, before[key])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("skip", "damping"), [(None, None), (12, None), (12, "auto")])
-def test_seed_ensemble_averages_members_exports_and_round_trips(airline, tmp_path, skip, damping):
+@pytest.mark.parametrize(("lag", "damping"), [(None, None), (12, None), (12, "auto")])
+def test_seed_ensemble_averages_members_exports_and_round_trips(airline, tmp_path, lag, damping):
     from training.pipeline import train_run
 
-    cfg = tiny_config(skip_lag=skip, skip_damping=damping).model_copy(deep=True)
+    cfg = tiny_config(base_lag=lag, base_damping=damping).model_copy(deep=True)
     cfg.train.ensemble = 3
     run = train_run(cfg)
     model = run.model
-    assert len(model.members) == 3 and model.model_args["ensemble"] == 3
+    assert len(model.members) == 3 and model.spec.ensemble == 3
     x = torch.from_numpy(windows_x := run.windows["test"].x)
     with torch.no_grad():
         mean = torch.stack([m(x) for m in model.members]).mean(dim=0)
@@ -340,11 +357,11 @@ def test_seed_ensemble_averages_members_exports_and_round_trips(airline, tmp_pat
         # members differ: they were trained from seeds 0, 1, 2
         assert not torch.allclose(model.members[0](x), model.members[1](x))
     onnx_bytes = to_onnx(model, windows_x)
-    parity = check_parity(model, onnx_bytes, windows_x, float(np.std(run.windows["train"].y)))
-    assert parity.max_abs_diff <= parity.allowed
-    torch.save({"args": model.model_args, "state": model.state_dict()}, tmp_path / "e.pt")
+    checked = parity(model, onnx_bytes, windows_x, float(np.std(run.windows["train"].y)))
+    assert checked.max_abs_diff <= checked.allowed
+    torch.save({"spec": model.spec.model_dump(mode="json"), "state": model.state_dict()}, tmp_path / "e.pt")
     payload = torch.load(tmp_path / "e.pt", weights_only=True)
-    again = rebuild(payload["args"], payload["state"]).eval()
+    again = rebuild(payload["spec"], payload["state"]).eval()
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x))
     # Published, it says what it is, and the service's predictor serves the average.
@@ -353,13 +370,14 @@ def test_seed_ensemble_averages_members_exports_and_round_trips(airline, tmp_pat
     from training.pipeline import publish_run
 
     bundle = publish_run(run, tmp_path / "models")
-    manifest = store.load_manifest(bundle)
-    assert (manifest.ensemble, manifest.skip_lag) == (3, skip)
+    spec = store.load_manifest(bundle).spec
+    assert spec == model.spec
+    assert (spec.ensemble, spec.network.base_lag) == (3, lag)
     if damping is None:
-        assert manifest.skip_damping is None
+        assert spec.network.base_damping is None
     else:  # the phi the members chose (all the same: the choice precedes training)
-        phis = {float(m.skip_phi) for m in model.members}
-        assert len(phis) == 1 and manifest.skip_damping == pytest.approx(phis.pop())
+        phis = {m.spec.network.base_damping for m in model.members}
+        assert len(phis) == 1 and spec.network.base_damping == phis.pop() != "auto"
     served = OnnxPredictor.load(bundle).predict(windows_x)
     with torch.no_grad():
         np.testing.assert_allclose(served, model(x).numpy(), rtol=1e-4, atol=1e-3)

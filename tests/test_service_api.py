@@ -225,11 +225,11 @@ def test_list_and_describe_models(client: FlaskClient) -> None:
     assert names == ["broken", "multi", "nofreq", "uni"]  # 'staged' has no CURRENT: not served
     r = client.get("/v1/models/multi")
     info = r.get_json()
-    assert info["features"] == ["x", "y", "temp"] and info["targets"] == ["x", "y"]
-    assert info["input_window"]["length"] == 4 and info["horizon"] == 2 and info["versions"] == ["v1"]
+    spec = info["spec"]
+    assert spec["features"] == ["x", "y", "temp"] and spec["targets"] == ["x", "y"]
+    assert spec["input_window"]["length"] == 4 and spec["horizon"] == 2 and info["versions"] == ["v1"]
     assert info["status"] == "not_loaded" and info["timestamps_supported"] is True
-    # manifests from before these fields
-    assert (info["ensemble"], info["skip_lag"], info["skip_damping"]) == (1, None, None)
+    assert (spec["ensemble"], spec["network"]["base_lag"], spec["network"]["base_damping"]) == (1, None, None)
     post(client, "multi", {"series": [{"values": [[1, 2, 3]] * 4}]})
     assert client.get("/v1/models/multi").get_json()["status"] == "ready"
     post(client, "broken", {"series": [{"values": SIX}]})
@@ -238,15 +238,15 @@ def test_list_and_describe_models(client: FlaskClient) -> None:
 
 
 def test_models_say_how_their_forecast_is_built(tmp_path: Path) -> None:
-    manifest = make_manifest("weekly", window=337).model_copy(
-        update={"ensemble": 3, "skip_lag": 336, "skip_damping": 0.95}
-    )
-    publish_stub(tmp_path, manifest)
+    manifest = make_manifest("weekly", window=337)
+    network = manifest.spec.network.model_copy(update={"base_lag": 336, "base_damping": 0.95})
+    spec = manifest.spec.model_copy(update={"ensemble": 3, "network": network})
+    publish_stub(tmp_path, manifest.model_copy(update={"spec": spec}))
     client = create_app(settings_for(tmp_path), loader=stub_loader).test_client()
     info = client.get("/v1/models/weekly").get_json()
-    assert (info["ensemble"], info["skip_lag"], info["skip_damping"]) == (3, 336, 0.95)
+    assert info["spec"] == spec.model_dump(mode="json")  # the manifest's spec, as it is
     listed = client.get("/v1/models").get_json()["models"][0]
-    assert listed["skip_damping"] == 0.95
+    assert listed["spec"]["network"]["base_damping"] == 0.95
 
 
 def test_health_and_readiness(client: FlaskClient, tmp_path: Path) -> None:

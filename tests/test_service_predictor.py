@@ -35,8 +35,8 @@ def torch_forecast(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 def test_onnx_predictor_matches_pytorch(tiny_bundle_dir: Any) -> None:
     model_dir, name, version, torch_model = tiny_bundle_dir
     predictor = OnnxPredictor.load(store.bundle_dir(model_dir, name, version), intra_op_threads=1)
-    m = predictor.manifest
-    assert (m.name, m.version, m.input_window.length, m.horizon) == (name, version, 12, 4)
+    spec = predictor.spec
+    assert (spec.input_window.length, spec.horizon, spec.features) == (12, 4, ["value"])
     for batch in (1, 7, 64):
         x = airline_windows(12, batch)
         y = predictor.predict(x)
@@ -60,7 +60,8 @@ def test_a_bundle_that_lies_about_its_graph_is_refused(tiny_bundle_dir: Any, tmp
     model_dir, name, version, _ = tiny_bundle_dir
     manifest = store.load_manifest(store.bundle_dir(model_dir, name, version))
     onnx = (store.bundle_dir(model_dir, name, version) / "model.onnx").read_bytes()
-    wrong = manifest.model_copy(update={"features": ["value", "temp"], "version": "v-wrong"})
+    spec = manifest.spec.model_copy(update={"features": ["value", "temp"]})
+    wrong = manifest.model_copy(update={"spec": spec, "version": "v-wrong"})
     bundle = store.publish(tmp_path, wrong, onnx)
     with pytest.raises(PredictorError, match="input shape"):
         OnnxPredictor.load(bundle)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from service.bundle import store
-from service.bundle.manifest import DataInfo, InputWindow, Manifest
+from service.bundle.manifest import DataInfo, InputWindow, Manifest, ModelSpec, NetworkSpec
 
 ONNX = b"not really onnx, but bytes with a hash"
 
@@ -19,14 +19,14 @@ def manifest(version: str = "20260101T000000Z-abcd", name: str = "m", data: byte
         name=name,
         version=version,
         created=datetime(2026, 1, 1, tzinfo=UTC),
-        cell="lstm",
-        head="direct",
-        input_window=InputWindow(length=12, min_length=12),
-        features=["value"],
-        targets=["value"],
-        horizon=3,
-        frequency="MS",
-        scaling="window",
+        spec=ModelSpec(
+            network=NetworkSpec(),
+            input_window=InputWindow(length=12, min_length=12),
+            features=["value"],
+            targets=["value"],
+            horizon=3,
+            frequency="MS",
+        ),
         training_config={"k": 1},
         data=DataInfo(fingerprint="f" * 64, source="x.csv", series=1, rows=10),
         onnx_sha256=store.sha256_bytes(data),
@@ -42,7 +42,7 @@ def test_round_trip(tmp_path):
     assert store.list_versions(tmp_path, "m") == [m.version]
     assert store.verify_bundle(path) == m
     assert (path / "report" / "metrics.txt").read_bytes() == b"ok"
-    assert json.loads((path / "manifest.json").read_text())["schema_version"] == 1
+    assert json.loads((path / "manifest.json").read_text())["schema_version"] == 2
 
 
 def test_versions_are_immutable(tmp_path):
@@ -102,16 +102,30 @@ def test_names_cannot_escape_the_store(tmp_path, bad):
         store.bundle_dir(tmp_path, bad, "v1")
 
 
+def _with(spec: dict | None = None, **network) -> dict:
+    raw = manifest().model_dump()
+    raw["spec"].update(spec or {})
+    raw["spec"]["network"].update(network)
+    return raw
+
+
 def test_manifest_rejects_targets_not_leading_features():
     with pytest.raises(ValueError, match="features must start with the targets"):
-        Manifest.model_validate({**manifest().model_dump(), "features": ["temp", "value"]})
+        Manifest.model_validate(_with({"features": ["temp", "value"]}))
 
 
-def test_manifest_rejects_a_damping_without_a_seasonal_skip():
-    with pytest.raises(ValueError, match="skip_damping needs skip_lag"):
-        Manifest.model_validate({**manifest().model_dump(), "skip_damping": 0.9})
-    ok = Manifest.model_validate({**manifest().model_dump(), "skip_lag": 12, "skip_damping": 0.9})
-    assert (ok.skip_lag, ok.skip_damping) == (12, 0.9)
+def test_manifest_rejects_a_damping_without_a_seasonal_base_or_unresolved():
+    with pytest.raises(ValueError, match="base_damping needs base_lag"):
+        Manifest.model_validate(_with(base_damping=0.9))
+    with pytest.raises(ValueError, match="must be resolved"):
+        Manifest.model_validate(_with(base_lag=11, base_damping="auto"))
+    ok = Manifest.model_validate(_with(base_lag=11, base_damping=0.9))
+    assert (ok.spec.network.base_lag, ok.spec.network.base_damping) == (11, 0.9)
+
+
+def test_manifest_rejects_a_window_too_short_for_its_base():
+    with pytest.raises(ValueError, match="base_lag 13 needs window.length >= 13"):
+        Manifest.model_validate(_with(base_lag=13))
 
 
 def _publish_many(tmp_path, n: int) -> list[str]:
@@ -187,8 +201,41 @@ def test_a_newer_trainers_extra_top_level_fields_are_ignored(tmp_path):
     _rewrite_manifest(path, lambda raw: raw.update(calibration_note="from a newer trainer", members=7))
     assert store.load_manifest(path) == m
     assert store.verify_bundle(path) == m
-    _rewrite_manifest(path, lambda raw: raw.pop("schema_version"))  # absent: version 1, the default
-    assert store.load_manifest(path) == m
+
+
+def _as_schema_1(raw: dict) -> None:
+    """Rewrite a manifest as the trainer wrote it before ModelSpec (schema 1), in place."""
+    spec = raw.pop("spec")
+    network = spec.pop("network")
+    raw.update(spec)
+    raw.update(
+        schema_version=1,
+        cell=network["cell"],
+        head=network["head"],
+        scaling=network["scaling"],
+        skip_lag=7,
+        skip_damping=0.9,
+        training_config={"model": {"hidden": 16, "skip_gate": True, "skip_damping": "auto"}},
+    )
+
+
+def test_a_schema_1_manifest_is_served_as_the_same_model(tmp_path):
+    m = manifest()
+    path = store.publish(tmp_path, m, ONNX)
+    _rewrite_manifest(path, _as_schema_1)
+    loaded = store.verify_bundle(path)
+    network = loaded.spec.network
+    # the network's options come from the old top level and the stored [model] section, renamed;
+    # the damping is the resolved number, not the config's "auto"
+    assert (network.base_lag, network.base_damping, network.correction_gate, network.hidden) == (
+        7,
+        0.9,
+        True,
+        16,
+    )
+    assert loaded.spec.model_dump(exclude={"network"}) == m.spec.model_dump(exclude={"network"})
+    _rewrite_manifest(path, lambda raw: raw.pop("schema_version"))  # absent: version 1, as then
+    assert store.load_manifest(path) == loaded
 
 
 def test_a_manifest_nested_absurdly_deep_is_an_invalid_manifest_not_a_crash(tmp_path):
@@ -201,10 +248,11 @@ def test_a_manifest_nested_absurdly_deep_is_an_invalid_manifest_not_a_crash(tmp_
 @pytest.mark.parametrize(
     ("change", "fault"),
     [
-        (lambda raw: raw.update(schema_version=2, members=7), "schema_version"),  # meaning changed
-        (lambda raw: raw["input_window"].update(stride=2), "input_window.stride"),  # nested: strict
-        (lambda raw: raw.update(horizon="three"), "horizon"),
-        (lambda raw: raw.pop("targets"), "targets"),
+        (lambda raw: raw.update(schema_version=3, members=7), "schema_version"),  # meaning changed
+        (lambda raw: raw["spec"]["input_window"].update(stride=2), "spec.input_window.stride"),  # strict
+        (lambda raw: raw["spec"].update(horizon="three"), "spec.horizon"),
+        (lambda raw: raw["spec"].pop("targets"), "spec.targets"),
+        (lambda raw: raw["spec"]["network"].update(base_lag=7, base_damping="auto"), "resolved"),
     ],
 )
 def test_what_this_service_cannot_vouch_for_is_refused(tmp_path, change, fault):

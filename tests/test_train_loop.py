@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from training.config import ModelConfig, TrainConfig
-from training.models import Forecaster, build_model
+from service.bundle.manifest import NetworkSpec
+from training.config import MachineConfig, TrainConfig
+from training.models import Forecaster, build_model, model_spec
 from training.train import LOSSES, TrainResult, evaluate_loss, fit
 from training.windows import Windows
 
@@ -35,19 +36,18 @@ TRAIN, VAL = windows(2.0, 64, seed=0), windows(1.0, 32, seed=1)
 
 
 def train_tiny(
-    train: Windows = TRAIN, val: Windows = VAL, model: dict[str, Any] | None = None, **options: Any
+    train: Windows = TRAIN, val: Windows = VAL, network: dict[str, Any] | None = None, **options: Any
 ) -> tuple[Forecaster, TrainResult]:
     """Build the tiny model and its config, and fit it: the one place that knows the signatures of
-    ``build_model``, ``ModelConfig``, ``TrainConfig`` and ``fit``. ``model``: ModelConfig fields;
+    ``model_spec``, ``build_model``, ``TrainConfig`` and ``fit``. ``network``: NetworkSpec fields;
     ``options``: TrainConfig fields."""
     torch.manual_seed(0)  # the initial weights, as the pipeline seeds them: not whatever ran before
-    model_cfg = ModelConfig.model_validate({"cell": "gru", "hidden": 4, "scaling": "none", **(model or {})})
-    forecaster = build_model(model_cfg, n_features=1, n_targets=1, length=L, horizon=H)
+    spec = NetworkSpec.model_validate({"cell": "gru", "hidden": 4, "scaling": "none", **(network or {})})
+    forecaster = build_model(model_spec(spec, ["x"], ["x"], L, H))
     cfg = TrainConfig.model_validate(
-        {"epochs": 30, "batch_size": 16, "lr": 0.03, "loss": "mse", "lr_patience": 100,
-         "device": "cpu", "progress": False, **options}
-    )  # fmt: skip
-    return forecaster, fit(forecaster, train, val, cfg)
+        {"epochs": 30, "batch_size": 16, "lr": 0.03, "loss": "mse", "lr_patience": 100, **options}
+    )
+    return forecaster, fit(forecaster, train, val, cfg, MachineConfig(device="cpu", progress=False))
 
 
 def val_loss_of(model: Forecaster) -> float:
@@ -70,13 +70,13 @@ def test_early_stopping_restores_the_best_epoch_not_the_last() -> None:
 
 
 def test_learning_rate_drops_by_lr_factor_after_lr_patience_epochs_without_improvement() -> None:
-    # No epoch can improve: with a seasonal skip of lag H the untrained model forecasts the
+    # No epoch can improve: with a seasonal base of lag H (base_lag) the untrained model forecasts the
     # last H inputs, which are exactly these training targets, so every gradient is zero and
     # the weights (hence the validation loss) never change. ReduceLROnPlateau counts the
     # first epoch as an improvement on infinity, then drops the rate every lr_patience + 1 epochs.
     lr, factor, lr_patience, epochs = 0.01, 0.25, 2, 10
     _, result = train_tiny(
-        train=windows(1.0, 64, seed=0), model={"skip_lag": H},
+        train=windows(1.0, 64, seed=0), network={"base_lag": H},
         lr=lr, lr_factor=factor, lr_patience=lr_patience, epochs=epochs, patience=100,
     )  # fmt: skip
     assert len(result.history) == epochs and not result.stopped_early

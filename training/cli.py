@@ -1,13 +1,18 @@
-"""``seqcast`` command line: train, evaluate and export forecasters.
+"""``seqcast`` command line: train, evaluate, export, retrain, explain and manage models.
 
 seqcast train --config configs/demo.toml [--set train.epochs=5] [--epochs 5]
-seqcast evaluate --model-dir models --name demo [--version V] [--set data.path=new.csv]
-seqcast export --checkpoint runs/demo/checkpoint.pt [--model-dir models]
+seqcast evaluate --name demo [--version V] [--set data.path=new.csv]
+seqcast export --checkpoint runs/demo.pt
+seqcast models list
+
+Every subcommand takes ``--model-dir`` (default: the config's export.model_dir,
+else $SEQCAST_MODEL_DIR, else ./models).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -26,8 +31,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         metavar="SECTION.KEY=VALUE",
         help="override one config value, e.g. --set model.hidden=32 (repeatable)",
     )
-    p.add_argument("--model-dir", type=Path, help="bundle store (default: export.model_dir)")
-    p.add_argument("--name", help="model name (default: export.name)")
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        help="bundle store (default: export.model_dir, $SEQCAST_MODEL_DIR, ./models)",
+    )
+    p.add_argument("--name", help="model name (default: export.name, else the config file's name)")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings only")
 
 
@@ -38,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train, score against baselines, export and publish a bundle")
     p.add_argument("--config", type=Path, required=True, help="TOML config")
     p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="shortcut for --set train.device=")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="shortcut for --set machine.device=")
     p.add_argument("--seed", type=int, help="shortcut for --set train.seed=N")
     p.add_argument("--checkpoint", type=Path, help="also save weights + config here (for `seqcast export`)")
     p.add_argument("--no-publish", action="store_true", help="train and score only")
@@ -57,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config", type=Path, required=True, help="TOML config: fresh data, [retrain] metric/margin"
     )
+    p.add_argument(
+        "--epochs", type=int, help="shortcut for --set train.epochs=N (applies to the champion's recipe)"
+    )
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="shortcut for --set machine.device=")
+    p.add_argument("--seed", type=int, help="shortcut for --set train.seed=N")
     p.add_argument("--metric", choices=["mase", "mae", "rmse", "smape"], help="shortcut: retrain.metric")
     p.add_argument("--margin", type=float, help="shortcut: retrain.margin (0.05 = 5%% better)")
     _add_common(p)
@@ -75,7 +89,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     extra = list(args.overrides)
     shortcuts = (
         ("epochs", "train.epochs"),
-        ("device", "train.device"),
+        ("device", "machine.device"),
         ("seed", "train.seed"),
         ("metric", "retrain.metric"),
         ("margin", "retrain.margin"),
@@ -83,83 +97,75 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     for flag, key in shortcuts:
         if getattr(args, flag, None) is not None:
             extra.append(f"{key}={getattr(args, flag)!r}".replace("'", '"'))
-    if args.model_dir is not None:
-        extra.append(f'export.model_dir="{args.model_dir}"')
+    if args.model_dir is not None:  # relative to the working directory, as any argument
+        extra.append(f"export.model_dir={json.dumps(str(args.model_dir.resolve()))}")
     if args.name is not None:
-        extra.append(f'export.name="{args.name}"')
+        extra.append(f"export.name={json.dumps(args.name)}")
     return extra
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from training.config import load_config
     from training.evaluate import format_table
-    from training.pipeline import publish_run, save_checkpoint, train_run
+    from training.pipeline import export_run, publish, save_checkpoint, train_run
 
     cfg = load_config(args.config, _overrides(args))
     run = train_run(cfg)
-    print(format_table(run.metrics, f"{cfg.export.name}: {run.metrics.split}"))
+    exported = export_run(run)
+    metrics = exported.manifest.metrics
+    assert metrics is not None  # export_run scores the test split
+    print(format_table(metrics, f"{cfg.name} (onnxruntime): {metrics.split}"))
     if args.checkpoint:
         save_checkpoint(run, args.checkpoint)
         print(f"checkpoint: {args.checkpoint}")
     if not args.no_publish:
-        bundle = publish_run(run)
+        bundle = publish(exported, cfg.model_dir, cfg.export.make_current)
         print(f"bundle: {bundle}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from service.bundle import store
-    from training.config import Config, apply_overrides, load_config
+    from service.bundle.predictor import OnnxPredictor
+    from training.config import default_model_dir, load_config, stored_config
     from training.data import load_dataset
-    from training.evaluate import format_table, score
-    from training.export import INPUT, OUTPUT, session
+    from training.evaluate import format_table, score_predictor
     from training.pipeline import season_of
-    from training.windows import make_windows
 
-    model_dir = args.model_dir or Path("models")
-    name = args.name or "demo"
+    job = load_config(args.config, _overrides(args)) if args.config else None
+    model_dir = args.model_dir or (job.model_dir if job else default_model_dir())
+    name = args.name or (job.name if job else None)
+    if name is None:
+        raise SystemExit("error: name the model: --name NAME (or --config CONFIG)")
     version = args.version or store.read_current(model_dir, name)
     if version is None:
         raise SystemExit(f"error: model {name!r} has no CURRENT version in {model_dir}")
     bundle = store.bundle_dir(model_dir, name, version)
-    manifest = store.verify_bundle(bundle)
-    if args.config:
-        cfg = load_config(args.config, args.overrides)
-    else:
-        cfg = Config.model_validate(apply_overrides(dict(manifest.training_config), args.overrides))
+    predictor = OnnxPredictor.load(bundle)
+    cfg = job or stored_config(store.load_manifest(bundle).training_config, args.overrides)
     ds = load_dataset(cfg.data)
-    if ds.features != manifest.features:
-        raise SystemExit(f"error: data features {ds.features} != model features {manifest.features}")
-    test = make_windows(ds, cfg.split, cfg.window)["test"]
-    sess = session((bundle / "model.onnx").read_bytes())
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        return sess.run([OUTPUT], {INPUT: x.astype(np.float32)})[0]
-
-    metrics = score(ds, cfg.split, test, predict, season_of(cfg, ds))
+    metrics = score_predictor(predictor, ds, cfg.split, season_of(cfg, ds))
     print(format_table(metrics, f"{name} {version} (onnxruntime): {metrics.split}"))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from training.config import Config, apply_overrides
+    from training.config import stored_config
     from training.data import load_dataset
-    from training.evaluate import score
-    from training.pipeline import Run, load_checkpoint, publish_run, season_of, torch_predict
+    from training.pipeline import Run, load_checkpoint, publish_run, season_of
     from training.train import TrainResult
     from training.windows import make_windows
 
+    fixed = [o for o in args.overrides if o.split(".", 1)[0].strip() in ("model", "window", "train")]
+    if fixed:
+        # The weights are trained: such a setting would describe a model that is not the one exported.
+        raise ValueError(f"--set {fixed[0]}: a checkpoint's [model], [window] and [train] are fixed")
     model, payload = load_checkpoint(args.checkpoint)
-    raw = apply_overrides(payload["config"], _overrides(args))
-    cfg = Config.model_validate(raw)
+    cfg = stored_config(payload["config"], _overrides(args))
     ds = load_dataset(cfg.data)
     windows = make_windows(ds, cfg.split, cfg.window)
-    season = season_of(cfg, ds)
-    metrics = score(ds, cfg.split, windows["test"], torch_predict(model), season)
     result = TrainResult(history=payload["history"], best_epoch=payload["best_epoch"])
-    bundle = publish_run(Run(cfg, ds, windows, model, result, metrics, season))
+    bundle = publish_run(Run(cfg, ds, windows, model, result, season_of(cfg, ds)))
     print(f"bundle: {bundle}")
     return 0
 
@@ -168,11 +174,12 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from training.config import load_config
     from training.retrain import EXIT_LOCKED, LockHeld, retrain, summary
 
-    cfg = load_config(args.config, _overrides(args))
+    overrides = _overrides(args)
+    cfg = load_config(args.config, overrides)
     try:
-        record = retrain(cfg)
+        record = retrain(cfg, overrides)
     except LockHeld as exc:
-        print(f"retrain {cfg.export.name}: not run: {exc}", file=sys.stderr)
+        print(f"retrain {cfg.name}: not run: {exc}", file=sys.stderr)
         return EXIT_LOCKED
     print(summary(record))
     return 0
@@ -203,7 +210,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
+        level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from service.bundle.store import StoreError

@@ -1,18 +1,41 @@
 """One validated training config: a TOML file plus command-line overrides.
 
-The resolved config is saved in every bundle's manifest, so a retraining job can
-rebuild the same model from data, not from pickles.
+Every path written in a config file is relative to that file; a path given on
+the command line (``--model-dir``, ``--set data.path=...``) is relative to the
+working directory, as for any command. The ``[model]`` section is the bundle
+contract's ``NetworkSpec``, so the model options are described once.
+
+The resolved config, less the ``[machine]`` section (where and how this run
+trains, not what it trains), is stored in every bundle's manifest, so a
+retraining job can rebuild the same model from data, not from pickles.
+``docs/configuration.md`` is generated from the descriptions below
+(``python -m training.config_doc``).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.bundle.manifest import NAME_PATTERN
+from service.bundle.manifest import NAME_PATTERN, NetworkSpec
+
+log = logging.getLogger("seqcast.config")
+
+# Older names still read from config files and stored manifests: old -> new (section, key).
+RENAMED: dict[tuple[str, str], tuple[str, str]] = {
+    ("model", "skip_lag"): ("model", "base_lag"),
+    ("model", "skip_damping"): ("model", "base_damping"),
+    ("model", "skip_gate"): ("model", "correction_gate"),
+    ("export", "tolerance"): ("export", "parity_tolerance"),
+    ("train", "device"): ("machine", "device"),
+    ("train", "threads"): ("machine", "threads"),
+    ("train", "progress"): ("machine", "progress"),
+}
 
 
 class _Section(BaseModel):
@@ -20,174 +43,222 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    path: Path = Field(description="CSV or Parquet file")
-    format: Literal["auto", "csv", "parquet"] = "auto"  # auto: by file extension
-    layout: Literal["wide", "long"] = "wide"  # long: one row per (series_id, timestamp)
-    timestamp: str = "timestamp"
-    series_id: str = "series_id"  # long layout only
-    # wide layout: are the target columns the features of ONE series (a trajectory's
-    # x and y) or separate univariate series that share one model?
-    columns: Literal["features", "series"] = "features"
-    targets: list[str] = Field(default_factory=list)  # empty: every numeric non-covariate column
-    covariates: list[str] = Field(default_factory=list)  # inputs only, never forecast
-    frequency: str | None = None  # pandas alias ('MS', '30min'); None: inferred
-    max_gap: int = Field(default=3, ge=0)  # interior NaN runs up to this many points are interpolated
-    tail: int | None = Field(default=None, gt=0)  # keep only the last N points of each series
+    """Where the series are and how to read them."""
+
+    path: Path = Field(description="CSV or Parquet file (relative to the config file)")
+    format: Literal["auto", "csv", "parquet"] = Field(
+        default="auto", description="file format; auto: by extension (.parquet, .pq: Parquet; else CSV)"
+    )
+    delimiter: str = Field(
+        default=",", min_length=1, max_length=1, description="CSV field separator, e.g. ';' or '\\t'"
+    )
+    layout: Literal["wide", "long"] = Field(
+        default="wide",
+        description="wide: one row per timestamp; long: one row per (series_id, timestamp)",
+    )
+    timestamp: str = Field(default="timestamp", description="the time column")
+    date_format: str | None = Field(
+        default=None,
+        description="strftime format of the time column, e.g. '%d/%m/%Y'; None: ISO 8601 and the "
+        "usual formats, read month-first unless dayfirst",
+    )
+    dayfirst: bool = Field(default=False, description="read ambiguous dates such as 03/04/2020 day-first")
+    steps: Literal["time", "rows"] = Field(
+        default="time",
+        description="time: rows must be evenly spaced in time (a missing step is an error); rows: each "
+        "row is the next step whatever the calendar says (trading days, business hours), timestamps "
+        "need only increase; give the season in steps with evaluate.season; forecasts are not dated",
+    )
+    series_id: str = Field(default="series_id", description="the series column (long layout)")
+    columns: Literal["features", "series"] = Field(
+        default="features",
+        description="wide layout: the value columns are the features of ONE series (a trajectory's x "
+        "and y) or separate univariate series that share one model",
+    )
+    targets: list[str] = Field(
+        default_factory=list, description="columns to forecast; empty: every column but the others named"
+    )
+    covariates: list[str] = Field(default_factory=list, description="input-only columns, never forecast")
+    frequency: str | None = Field(
+        default=None, description="pandas offset alias ('MS', 'W-SUN', '30min'); None: inferred"
+    )
+    max_gap: int = Field(
+        default=3, ge=0, description="interior runs of up to this many missing values are interpolated"
+    )
+    tail: int | None = Field(default=None, gt=0, description="keep only the last N points of each series")
 
 
 class SplitConfig(_Section):
-    test: int = Field(default=24, gt=0)  # points held out at the end of each series
-    val: int = Field(default=24, gt=0)  # points before the test split, for early stopping
+    """The split by time: the newest points of each series are held out."""
+
+    test: int | None = Field(
+        default=None,
+        gt=0,
+        description="points held out at the end of each series for the test; None: one horizon (the "
+        "M4 competition's protocol)",
+    )
+    val: int | None = Field(
+        default=None,
+        gt=0,
+        description="points before the test split, for early stopping and the automatic recipe's "
+        "choices (every origin in it is scored); None: two horizons, one for short series",
+    )
 
 
 class WindowConfig(_Section):
-    length: int = Field(default=36, gt=0)  # input time steps
-    horizon: int = Field(default=12, gt=0)  # forecast steps
-    stride: int = Field(default=1, gt=0)  # step between training windows
+    """What the model reads and forecasts."""
 
-
-# Candidates for model.skip_damping = "auto": 0 is the plain seasonal naive, 1 shifts
-# the next season by the last error (and each further season by it again).
-SKIP_DAMPING_GRID = (0.0, 0.5, 0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0)
-
-
-class ModelConfig(_Section):
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"
-    head: Literal["direct", "seq2seq", "mlp"] = "direct"
-    # direct head: read the forecast from the encoder outputs of the last `horizon`
-    # steps ('steps', as darts' BlockRNN / neuralforecast do) or from the last
-    # hidden state through one linear layer ('last').
-    readout: Literal["steps", "last"] = "steps"
-    hidden: int = Field(default=64, gt=0)
-    layers: int = Field(default=1, gt=0)
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    scaling: Literal["window", "standard", "none"] = "window"
-    # Seasonal skip: forecast = seasonal naive read from the input window (the value
-    # `skip_lag` steps before each forecast step) + the head's output as a correction,
-    # whose last layer starts at zero (so the untrained model is the seasonal naive).
-    # None: off. Needs window.length >= skip_lag.
-    skip_lag: int | None = Field(default=None, gt=0)
-    # With skip_lag: scale the correction by a learned scalar that starts at 0 (the
-    # last layer then keeps its usual random initialisation).
-    skip_gate: bool = False
-    # With skip_lag: carry the last seasonal error forward, damped by this factor per
-    # step, i.e. the base forecast becomes the seasonal ARIMA(1,0,0)(0,1,0)[skip_lag]
-    # one: y[t+h-L] + phi^h * (y[t] - y[t-L]) for h = 1..L (beyond one season the
-    # recursion adds phi^(h-L), phi^(h-2L), ... too). Demand, traffic and
-    # the like sit above or below last week's value for hours at a time, which the plain
-    # seasonal naive ignores. "auto" picks phi from SKIP_DAMPING_GRID by the base
-    # forecast's validation loss before training (0 = the plain seasonal naive is a
-    # candidate). Needs window.length >= skip_lag + 1.
-    skip_damping: float | Literal["auto"] | None = None
-
-    @field_validator("skip_damping", mode="before")
-    @classmethod
-    def _damping_not_bool(cls, v: Any) -> Any:
-        if isinstance(v, bool):  # pydantic would read true as 1.0: no damping at all
-            raise ValueError("model.skip_damping takes a number in [0, 1] or 'auto', not a boolean")
-        return v
-
-    @field_validator("skip_damping")
-    @classmethod
-    def _damping_range(cls, v: float | str | None) -> float | str | None:
-        if isinstance(v, float) and not 0.0 <= v <= 1.0:
-            raise ValueError("model.skip_damping must lie in [0, 1] or be 'auto'")
-        return v
-
-    @model_validator(mode="after")
-    def _skip_options(self) -> ModelConfig:
-        if self.skip_gate and self.skip_lag is None:
-            raise ValueError("model.skip_gate needs model.skip_lag (it gates the seasonal skip's correction)")
-        if self.skip_damping is not None and self.skip_lag is None:
-            raise ValueError("model.skip_damping needs model.skip_lag (it damps the seasonal skip's error)")
-        if self.skip_lag is not None and self.head == "seq2seq":
-            # The decoder feeds its own outputs back in; with a skip those would be
-            # corrections, not forecasts.
-            raise ValueError("model.skip_lag works with the direct and mlp heads, not seq2seq")
-        return self
+    length: int | None = Field(
+        default=None,
+        gt=0,
+        description="input time steps; None: two seasons or two horizons, whichever is longer, "
+        "shortened for short series",
+    )
+    horizon: int = Field(default=12, gt=0, description="forecast steps")
+    stride: int = Field(default=1, gt=0, description="steps between training windows")
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(default=200, gt=0)
-    batch_size: int = Field(default=32, gt=0)
-    lr: float = Field(default=3e-3, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
-    loss: Literal["mse", "mae", "huber"] = "mae"
-    patience: int = Field(default=20, gt=0)  # epochs without val improvement before stopping
-    lr_patience: int = Field(default=6, gt=0)  # ReduceLROnPlateau
-    lr_factor: float = Field(default=0.5, gt=0, lt=1)
-    clip_norm: float | None = Field(default=1.0, ge=0)  # 0 (or None): no gradient clipping
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    progress: bool = True  # tqdm bar; one log line per epoch either way
-    threads: int | None = Field(default=None, gt=0)  # torch intra-op threads; None: torch default
-    # Seed ensemble: train this many members with seeds seed*K ... seed*K+K-1 (each with
-    # its own early stopping); the model averages their forecasts. Training and serving
-    # cost K times as much.
-    ensemble: int = Field(default=1, ge=1)
-    # Score the validation loss of the initial weights as "epoch 0", so early stopping
-    # can keep them if no epoch improves on them (useful with model.skip_lag).
-    validate_initial: bool = False
+    """The training loop."""
+
+    epochs: int = Field(default=200, gt=0, description="most epochs; early stopping usually ends sooner")
+    batch_size: int = Field(default=32, gt=0, description="windows per optimiser step")
+    lr: float = Field(default=3e-3, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(default=0.0, ge=0, description="Adam weight decay")
+    loss: Literal["mse", "mae", "huber"] = Field(default="mae", description="in normalised units")
+    patience: int = Field(
+        default=20, gt=0, description="epochs without a better validation loss before stopping early"
+    )
+    lr_patience: int = Field(
+        default=6, gt=0, description="epochs without improvement before the learning rate drops"
+    )
+    lr_factor: float = Field(default=0.5, gt=0, lt=1, description="factor of each learning-rate drop")
+    clip_norm: float | None = Field(
+        default=1.0, ge=0, description="clip the gradient norm to this; 0 (or None): no clipping"
+    )
+    seed: int = Field(default=0, description="seed of weights and shuffling: same seed, same model on CPU")
+    ensemble: int = Field(
+        default=1,
+        ge=1,
+        description="train this many members with seeds seed*K ... seed*K+K-1; the graph averages "
+        "them (K times the training and serving cost)",
+    )
+    validate_initial: bool = Field(
+        default=False,
+        description="score the initial weights as epoch 0, so early stopping keeps them when no epoch "
+        "beats them (with model.base_lag: the seasonal base itself)",
+    )
+
+
+class MachineConfig(_Section):
+    """Where and how this run trains; never stored in a bundle, never inherited by a retrain."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: cuda if available")
+    threads: int | None = Field(default=None, gt=0, description="torch intra-op threads; None: torch's")
+    progress: bool = Field(default=True, description="a progress bar on a terminal")
 
 
 class EvaluateConfig(_Section):
-    season: int | None = Field(default=None, gt=0)  # None: from the frequency (MS -> 12 ...)
+    """Scoring on the test split."""
+
+    season: int | None = Field(
+        default=None,
+        gt=0,
+        description="seasonal period in steps for MASE and the seasonal naive; None: from the "
+        "frequency (monthly 12, quarterly 4, weekly 52, daily 7, hourly 24)",
+    )
 
 
 class ExportConfig(_Section):
-    name: str = Field(default="demo", pattern=NAME_PATTERN)
-    model_dir: Path = Path("models")
-    # torchscript emits native ONNX LSTM/GRU/RNN ops with a dynamic time axis;
-    # torch.export ('dynamo') unrolls the recurrence and freezes the time axis.
-    exporter: Literal["torchscript", "dynamo"] = "torchscript"
-    opset: int = Field(default=17, ge=14)
-    tolerance: float = Field(default=1e-4, gt=0)  # parity: max |onnx - torch| <= tol * data scale
-    make_current: bool = True
+    """The ONNX export and where the bundle is published."""
+
+    name: str | None = Field(
+        default=None, pattern=NAME_PATTERN, description="model name; None: the config file's name"
+    )
+    model_dir: Path | None = Field(
+        default=None,
+        description="bundle store (relative to the config file); None: $SEQCAST_MODEL_DIR, else "
+        "'models' in the working directory",
+    )
+    exporter: Literal["torchscript", "dynamo"] = Field(
+        default="torchscript",
+        description="torchscript emits native ONNX LSTM/GRU/RNN operators with a dynamic time axis; "
+        "dynamo (torch.export) unrolls the recurrence and freezes the time axis",
+    )
+    opset: int = Field(default=17, ge=14, description="ONNX opset")
+    parity_tolerance: float = Field(
+        default=1e-4,
+        gt=0,
+        description="largest |onnxruntime - torch| allowed, times the training targets' std; a graph "
+        "off by more is never published",
+    )
+    make_current: bool = Field(default=True, description="point CURRENT at the new version")
 
 
 class RetrainConfig(_Section):
-    metric: Literal["mase", "mae", "rmse", "smape"] = "mase"  # lower is better for all four
-    # The challenger is promoted only if challenger < champion x (1 - margin).
-    margin: float = Field(default=0.0, ge=0.0, lt=1.0)
-    # Which model/window/train config the challenger uses: the champion's saved
-    # one (keep the recipe, refresh the data) or this job's (roll out a new recipe,
-    # which must still beat the champion).
-    config_from: Literal["champion", "job"] = "champion"
+    """The retraining job: when a challenger replaces the model in service."""
+
+    metric: Literal["mase", "mae", "rmse", "smape"] = Field(
+        default="mase", description="compared on the fresh data's test split (lower is better)"
+    )
+    margin: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="promote only if challenger < champion x (1 - margin)",
+    )
+    config_from: Literal["champion", "job"] = Field(
+        default="champion",
+        description="champion: the champion's model, window and train sections with this job's data "
+        "(refresh the data, keep the recipe; explicit --set overrides still apply); job: this config "
+        "as it is (roll out a new recipe, which must still win)",
+    )
 
 
 class Config(_Section):
+    """A whole training config; every section but [data] may be left out."""
+
     data: DataConfig
     split: SplitConfig = Field(default_factory=SplitConfig)
     window: WindowConfig = Field(default_factory=WindowConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: NetworkSpec | None = Field(
+        default=None,
+        description="write this section to choose the network by hand; leave it out and the automatic "
+        "recipe chooses the model on the validation windows (docs/models.md)",
+    )
     train: TrainConfig = Field(default_factory=TrainConfig)
+    machine: MachineConfig = Field(default_factory=MachineConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
-        if self.model.head == "direct" and self.model.readout == "steps":
-            if self.window.length < self.window.horizon:
-                raise ValueError(
-                    "window.length must be >= window.horizon for the direct head with "
-                    "readout='steps' (it reads one encoder output per forecast step)"
-                )
-        if self.model.skip_lag is not None and self.window.length < self.model.skip_lag:
-            raise ValueError(
-                f"model.skip_lag={self.model.skip_lag} needs window.length >= skip_lag "
-                f"(got {self.window.length}): the seasonal naive is read from the input window"
-            )
-        if self.model.skip_lag is not None and self.model.skip_damping is not None:
-            if self.window.length <= self.model.skip_lag:
-                raise ValueError(
-                    f"model.skip_damping needs window.length >= skip_lag + 1 = {self.model.skip_lag + 1} "
-                    f"(got {self.window.length}): the last seasonal error is read from the input window"
-                )
+        if self.model is not None and self.window.length is not None:
+            self.model.check_window(self.window.length, self.window.horizon)
         overlap = set(self.data.targets) & set(self.data.covariates)
         if overlap:
             raise ValueError(f"columns both target and covariate: {sorted(overlap)}")
         return self
+
+    @property
+    def name(self) -> str:
+        """The model name (resolved by ``load_config``; 'model' for a config built in code)."""
+        return self.export.name or "model"
+
+    @property
+    def model_dir(self) -> Path:
+        """The bundle store: export.model_dir, else ``default_model_dir()``."""
+        return self.export.model_dir if self.export.model_dir is not None else default_model_dir()
+
+
+def default_model_dir() -> Path:
+    """$SEQCAST_MODEL_DIR (the service's setting), else ``models`` in the working directory."""
+    return Path(os.environ.get("SEQCAST_MODEL_DIR") or "models")
+
+
+# Sections a retraining job takes from the champion's stored config (config_from = "champion").
+RECIPE_SECTIONS = ("model", "window", "train", "evaluate")
 
 
 def _parse_value(text: str) -> Any:
@@ -198,6 +269,20 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def rename_old_keys(raw: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """Move keys under their current names (``RENAMED``), in place; warns when ``where`` names a file."""
+    for (section, key), (new_section, new_key) in RENAMED.items():
+        old = raw.get(section)
+        if isinstance(old, dict) and key in old:
+            target = raw.setdefault(new_section, {})
+            if new_key in target:
+                raise ValueError(f"{section}.{key} and {new_section}.{new_key} are the same option: keep one")
+            target[new_key] = old.pop(key)
+            if where:
+                log.warning("%s: %s.%s is now %s.%s", where, section, key, new_section, new_key)
+    return raw
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``section.key=value`` overrides to a raw config dict (in place)."""
     for item in overrides:
@@ -205,23 +290,41 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if not sep or "." not in key:
             raise ValueError(f"override {item!r}: expected section.key=value, e.g. train.epochs=5")
         section, _, field = key.strip().partition(".")
-        raw.setdefault(section, {})[field] = _parse_value(value.strip())
+        part = rename_old_keys({section: {field: _parse_value(value.strip())}}, where="--set")
+        for name, values in part.items():
+            if values:
+                raw.setdefault(name, {}).update(values)
     return raw
 
 
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Relative paths written in a config file are relative to that file (in place)."""
+    for section, key in (("data", "path"), ("export", "model_dir")):
+        value = raw.get(section, {}).get(key)
+        if isinstance(value, str) and not Path(value).is_absolute():
+            raw[section][key] = str((base / value).resolve())
+
+
 def load_config(path: Path | None, overrides: list[str] | None = None) -> Config:
-    """Read a TOML file (paths in [data] are relative to it), apply overrides, validate."""
+    """Read a TOML file, apply overrides, validate; the name defaults to the file's stem."""
     raw: dict[str, Any] = {}
     if path is not None:
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
-        data_path = raw.get("data", {}).get("path")
-        if data_path is not None and not Path(data_path).is_absolute():
-            raw["data"]["path"] = str((Path(path).parent / data_path).resolve())
+        rename_old_keys(raw, where=str(path))
+        _resolve_paths(raw, Path(path).parent)
     apply_overrides(raw, overrides or [])
+    if path is not None and not raw.get("export", {}).get("name"):
+        raw.setdefault("export", {})["name"] = Path(path).stem
     return Config.model_validate(raw)
 
 
+def stored_config(raw: dict[str, Any], overrides: list[str] | None = None) -> Config:
+    """A config stored in a manifest or checkpoint (any age), with overrides applied."""
+    raw = rename_old_keys({k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()})
+    return Config.model_validate(apply_overrides(raw, overrides or []))
+
+
 def config_to_dict(config: Config) -> dict[str, Any]:
-    """JSON-ready dict of the resolved config (stored in the manifest)."""
-    return config.model_dump(mode="json")
+    """JSON-ready dict of the resolved config as stored in the manifest: no [machine] section."""
+    return config.model_dump(mode="json", exclude={"machine"})

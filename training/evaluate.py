@@ -15,9 +15,10 @@ from collections.abc import Callable
 import numpy as np
 
 from service.bundle.manifest import Metrics, Scores
-from training.config import SplitConfig
+from service.bundle.predictor import Predictor
+from training.config import SplitConfig, WindowConfig
 from training.data import Dataset
-from training.windows import Windows, bounds
+from training.windows import Windows, bounds, make_windows
 
 Predict = Callable[[np.ndarray], np.ndarray]  # (batch, time, features) -> (batch, horizon, targets)
 
@@ -100,6 +101,20 @@ def score(
         seasonal_naive=base_seasonal,
         per_step=per_step,
     )
+
+
+def score_predictor(predictor: Predictor, ds: Dataset, split: SplitConfig, season: int) -> Metrics:
+    """Score a bundle's predictor on the test split of ``ds``, at the bundle's own window and horizon.
+
+    Evaluation, retraining (champion and challenger alike) and the trainer's own
+    test scores all go through here, on the graph that is served.
+    """
+    spec = predictor.spec
+    if spec.features != ds.features:
+        raise ValueError(f"the model's features {spec.features} differ from the data's {ds.features}")
+    window = WindowConfig(length=spec.input_window.length, horizon=spec.horizon)
+    test = make_windows(ds, split, window)["test"]
+    return score(ds, split, test, predictor.predict, season)
 
 
 def format_table(metrics: Metrics, title: str = "") -> str:

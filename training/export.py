@@ -1,10 +1,11 @@
-"""Export a trained Forecaster to ONNX, prove it matches PyTorch, publish a bundle.
+"""Export a trained Forecaster to ONNX and prove that the served graph matches PyTorch.
 
 Export is a tested step: named input ``x: float32[batch, time, features]`` and
 output ``y: float32[batch, horizon, targets]``, a dynamic batch axis (and a
 dynamic time axis for the recurrent heads), ``onnx.checker``, and parity with
-PyTorch on real windows at batch sizes 1, 7 and 256. A model whose ONNX answer
-differs by more than ``tolerance x data scale`` is never published.
+PyTorch on real windows at batch sizes 1, 7 and 256, run through the service's
+own ``OnnxPredictor``. A model whose ONNX answer differs by more than
+``parity_tolerance x data scale`` is never published.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 
+from service.bundle.predictor import OnnxPredictor
 from training.models import Model
 
-INPUT, OUTPUT = "x", "y"
 PARITY_BATCHES = (1, 7, 256)
 
 
@@ -36,7 +36,7 @@ class Parity:
 
 
 def has_dynamic_time(model: Model) -> bool:
-    return model.model_args["cfg"]["head"] != "mlp"
+    return model.spec.input_window.max_length is None
 
 
 def to_onnx(model: Model, example: np.ndarray, exporter: str = "torchscript", opset: int = 17) -> bytes:
@@ -44,6 +44,7 @@ def to_onnx(model: Model, example: np.ndarray, exporter: str = "torchscript", op
     model = model.to("cpu").eval()
     x = torch.from_numpy(np.ascontiguousarray(example[:2], dtype=np.float32))
     axes = {0: "batch", 1: "time"} if has_dynamic_time(model) else {0: "batch"}
+    names = model.spec.input_name, model.spec.output_name
     buf = io.BytesIO()
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of torch.export, which
@@ -55,9 +56,9 @@ def to_onnx(model: Model, example: np.ndarray, exporter: str = "torchscript", op
                 model,
                 (x,),
                 buf,  # type: ignore[arg-type]  # a binary file object works; the stubs say path only
-                input_names=[INPUT],
-                output_names=[OUTPUT],
-                dynamic_axes={INPUT: axes, OUTPUT: {0: "batch"}},
+                input_names=[names[0]],
+                output_names=[names[1]],
+                dynamic_axes={names[0]: axes, names[1]: {0: "batch"}},
                 opset_version=opset,
                 dynamo=False,
             )
@@ -66,8 +67,8 @@ def to_onnx(model: Model, example: np.ndarray, exporter: str = "torchscript", op
             program = torch.onnx.export(
                 model,
                 (x,),
-                input_names=[INPUT],
-                output_names=[OUTPUT],
+                input_names=[names[0]],
+                output_names=[names[1]],
                 dynamic_shapes={"x": dims},
                 opset_version=opset,
                 dynamo=True,
@@ -85,17 +86,10 @@ def to_onnx(model: Model, example: np.ndarray, exporter: str = "torchscript", op
     return data
 
 
-def session(onnx_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(onnx_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
-
-
 def check_parity(
-    model: Model, onnx_bytes: bytes, windows: np.ndarray, data_scale: float, tolerance: float = 1e-4
+    model: Model, predictor: OnnxPredictor, windows: np.ndarray, data_scale: float, tolerance: float = 1e-4
 ) -> Parity:
-    """Compare ONNX Runtime with PyTorch on real windows ``(n, time, features)``.
+    """Compare the served graph (``predictor``) with PyTorch on real windows ``(n, time, features)``.
 
     Batch sizes 1, 7 and 256 (windows repeated when there are fewer), plus a
     longer history for heads with a dynamic time axis. Raises ExportError.
@@ -103,7 +97,6 @@ def check_parity(
     if len(windows) == 0:
         raise ExportError("no windows to check parity on")
     model = model.to("cpu").eval()
-    sess = session(onnx_bytes)
     allowed = tolerance * max(float(data_scale), 1e-8)
     worst = 0.0
     checks = []
@@ -116,7 +109,7 @@ def check_parity(
         x = np.resize(source, (batch, *source.shape[1:])).astype(np.float32)
         with torch.no_grad():
             ref = model(torch.from_numpy(x)).numpy()
-        got = sess.run([OUTPUT], {INPUT: x})[0]
+        got = predictor.predict(x)
         if got.shape != ref.shape:
             raise ExportError(f"ONNX output shape {got.shape} != PyTorch {ref.shape} at batch {batch}")
         diff = float(np.max(np.abs(got - ref)))

@@ -6,25 +6,40 @@ import argparse
 from pathlib import Path
 
 from service.bundle import store
+from training.config import default_model_dir
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list, show, promote, roll back and prune published versions")
-    p.add_argument("--model-dir", type=Path, default=Path("models"), help="bundle store (default: models)")
-    p.add_argument("-q", "--quiet", action="store_true", help="warnings only")
+    # --model-dir and -q work before or after the action (`models --model-dir X list` and
+    # `models list --model-dir X`), like every other subcommand's options.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--model-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="bundle store (default: $SEQCAST_MODEL_DIR, else ./models)",
+    )
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="warnings only")
+    p = sub.add_parser(
+        "models", help="list, show, promote, roll back and prune published versions", parents=[common]
+    )
     actions = p.add_subparsers(dest="action", required=True)
-    a = actions.add_parser("list", help="versions with their metrics; * marks CURRENT")
+    a = actions.add_parser("list", help="versions with their metrics; * marks CURRENT", parents=[common])
     a.add_argument("name", nargs="?", help="one model (default: all)")
-    a = actions.add_parser("show", help="print a version's manifest (default: CURRENT)")
+    a = actions.add_parser("show", help="print a version's manifest (default: CURRENT)", parents=[common])
     a.add_argument("name")
     a.add_argument("version", nargs="?")
-    a = actions.add_parser("promote", help="make a version CURRENT")
+    a = actions.add_parser("promote", help="make a version CURRENT", parents=[common])
     a.add_argument("name")
     a.add_argument("version")
-    a = actions.add_parser("rollback", help="make the previous CURRENT version CURRENT again")
+    a = actions.add_parser(
+        "rollback", help="make the previous CURRENT version CURRENT again", parents=[common]
+    )
     a.add_argument("name")
     a = actions.add_parser(
-        "prune", help="delete all but the newest K versions (never CURRENT or the one before)"
+        "prune",
+        help="delete all but the newest K versions (never CURRENT or the one before)",
+        parents=[common],
     )
     a.add_argument("name")
     a.add_argument("--keep", type=int, required=True)
@@ -36,7 +51,7 @@ def _require(model_dir: Path, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model_dir: Path = args.model_dir
+    model_dir: Path = getattr(args, "model_dir", None) or default_model_dir()
     if args.action == "list":
         names = [args.name] if args.name else store.list_models(model_dir)
         if not names:
@@ -53,13 +68,7 @@ def run(args: argparse.Namespace) -> int:
                     "MASE n/a" if mase is None else f"MASE {mase:.3f} (seasonal naive {seasonal or 0:.3f})"
                 )
                 mark = "*" if version == current else " "
-                print(
-                    f" {mark} {version}  {m.cell}/{m.head}{f' x{m.ensemble}' if m.ensemble > 1 else ''}"
-                    f"{f' +snaive{m.skip_lag}' if m.skip_lag else ''}"
-                    f"{f' damped {m.skip_damping:g}' if m.skip_damping is not None else ''}"
-                    f"  window {m.input_window.length} "
-                    f"horizon {m.horizon}  {score}"
-                )
+                print(f" {mark} {version}  {m.spec.summary()}  {score}")
         return 0
     _require(model_dir, args.name)
     if args.action == "show":

@@ -13,11 +13,14 @@ Heads:
   encoder state and feeds each prediction back in;
 - ``mlp``     one-to-one feed-forward baseline on the flattened window, no recurrence.
 
-Options: ``skip_lag`` adds the seasonal naive read from the input window to the
-head's output, which becomes a correction that starts at zero (``skip_damping``
+Options: ``base_lag`` adds the seasonal naive read from the input window to the
+head's output, which becomes a correction that starts at zero (``base_damping``
 adds the last seasonal error, damped per step, to that base); an ``Ensemble``
 averages separately trained Forecasters (``train.ensemble``) in one module, so
 it exports to one ONNX graph.
+
+Every model carries its ``ModelSpec`` (the bundle contract's typed description)
+as ``.spec``: the manifest, checkpoints and ``rebuild`` use it as it is.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from training.config import ModelConfig
+from service.bundle.manifest import InputWindow, ModelSpec, NetworkSpec
+from training import bases
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -85,7 +89,7 @@ class Scaler(nn.Module):
 
 
 class DirectHead(nn.Module):
-    def __init__(self, cfg: ModelConfig, n_features: int, n_targets: int, horizon: int) -> None:
+    def __init__(self, cfg: NetworkSpec, n_features: int, n_targets: int, horizon: int) -> None:
         super().__init__()
         self.horizon, self.n_targets, self.readout = horizon, n_targets, cfg.readout
         self.encoder = make_cell(cfg.cell, n_features, cfg.hidden, cfg.layers, cfg.dropout)
@@ -103,7 +107,7 @@ class DirectHead(nn.Module):
 
 
 class Seq2SeqHead(nn.Module):
-    def __init__(self, cfg: ModelConfig, n_features: int, n_targets: int, horizon: int) -> None:
+    def __init__(self, cfg: NetworkSpec, n_features: int, n_targets: int, horizon: int) -> None:
         super().__init__()
         self.horizon, self.n_targets = horizon, n_targets
         self.encoder = make_cell(cfg.cell, n_features, cfg.hidden, cfg.layers, cfg.dropout)
@@ -126,7 +130,7 @@ class Seq2SeqHead(nn.Module):
 
 
 class MLPHead(nn.Module):
-    def __init__(self, cfg: ModelConfig, n_features: int, n_targets: int, horizon: int, length: int) -> None:
+    def __init__(self, cfg: NetworkSpec, n_features: int, n_targets: int, horizon: int, length: int) -> None:
         super().__init__()
         self.length, self.horizon, self.n_targets = length, horizon, n_targets
         layers: list[nn.Module] = [nn.Flatten()]
@@ -148,37 +152,27 @@ class MLPHead(nn.Module):
 
 
 class Forecaster(nn.Module):
-    """Scaler + head; ``forward(x: (batch, time, features)) -> (batch, horizon, targets)`` raw."""
+    """Scaler + base + head; ``forward(x: (batch, time, features)) -> (batch, horizon, targets)`` raw.
 
-    # Buffers of the seasonal skip, registered only when it is on.
-    skip_index: torch.Tensor
-    skip_phi: torch.Tensor
-    skip_steps: torch.Tensor
-    skip_mask: torch.Tensor
+    The base (``training.bases``) is a ``(horizon, length)`` matrix applied to the
+    normalised window; the head's output is added to it as a correction that
+    starts at zero, so the untrained model *is* its base. Without a base the head
+    forecasts alone; with head ``none`` the base does.
+    """
 
-    def __init__(
-        self,
-        cfg: ModelConfig,
-        n_features: int,
-        n_targets: int,
-        length: int,
-        horizon: int,
-        mean: Any = None,
-        std: Any = None,
-    ) -> None:
+    base_matrix: torch.Tensor  # (horizon, length), a persistent buffer when the model has a base
+
+    def __init__(self, spec: ModelSpec, mean: Any = None, std: Any = None) -> None:
         super().__init__()
-        if not 0 < n_targets <= n_features:
-            raise ValueError("need 0 < targets <= features (targets come first)")
+        if spec.ensemble != 1:
+            raise ValueError("a Forecaster is one network: build an Ensemble of them")
+        self.spec = spec
+        cfg = spec.network
+        n_features, n_targets = len(spec.features), len(spec.targets)
+        length, horizon = spec.input_window.length, spec.horizon
         self.n_targets = n_targets
-        self.model_args: dict[str, Any] = {
-            "cfg": cfg.model_dump(),
-            "n_features": n_features,
-            "n_targets": n_targets,
-            "length": length,
-            "horizon": horizon,
-        }
         self.scaler = Scaler(cfg.scaling, n_features, mean, std)
-        self.head: nn.Module
+        self.head: nn.Module | None
         if cfg.head == "direct":
             self.head = DirectHead(cfg, n_features, n_targets, horizon)
         elif cfg.head == "seq2seq":
@@ -186,40 +180,45 @@ class Forecaster(nn.Module):
         elif cfg.head == "mlp":
             self.head = MLPHead(cfg, n_features, n_targets, horizon, length)
         else:
-            raise ValueError(f"unknown head {cfg.head!r}")
-        self.skip_lag = cfg.skip_lag
+            self.head = None
+        self.has_base = cfg.base_lag is not None or cfg.base is not None
         self.gate: nn.Parameter | None = None
-        if cfg.skip_lag is not None:
-            if length < cfg.skip_lag:
-                raise ValueError(
-                    f"skip_lag {cfg.skip_lag} needs a window of at least that length, got {length}"
-                )
-            # Forecast step h repeats the input `skip_lag - (h % skip_lag)` steps from the end.
-            self.register_buffer("skip_index", torch.arange(horizon) % cfg.skip_lag, persistent=False)
-            if cfg.skip_damping is not None:
-                if length <= cfg.skip_lag:
-                    raise ValueError(
-                        f"skip_damping needs a window of at least skip_lag + 1 = {cfg.skip_lag + 1}, "
-                        f"got {length}"
-                    )
-                # phi is a persistent buffer: "auto" sets it before training (train.fit),
-                # and checkpoints and ensembles restore the value chosen.
-                phi = 0.0 if cfg.skip_damping == "auto" else float(cfg.skip_damping)
-                self.register_buffer("skip_phi", torch.tensor(phi))
-                # Step k (1-based) of the forecast adds e * sum_i phi^(k - i*L) over the seasons
-                # i = 0..ceil(k/L)-1 that it lies beyond the window (the ARIMA recursion
-                # y^[t+k] = y^[t+k-L] + phi^k e): row i holds k - i*L, masked where below 1.
-                seasons = -(-horizon // cfg.skip_lag)
-                k = torch.arange(1, horizon + 1, dtype=torch.float32)
-                shift = torch.stack([k - i * cfg.skip_lag for i in range(seasons)])  # (seasons, horizon)
-                self.register_buffer("skip_steps", shift.clamp(min=1.0), persistent=False)
-                self.register_buffer("skip_mask", (shift >= 1).float(), persistent=False)
-            if cfg.skip_gate:
+        if self.has_base:
+            # A persistent buffer: "auto" damping and the recipe set it before training, and
+            # checkpoints, ensembles and the ONNX graph carry the matrix chosen.
+            self.register_buffer("base_matrix", torch.from_numpy(self._seasonal_matrix(0.0)).float())
+            if cfg.base_damping is not None and cfg.base_damping != "auto":
+                self.base_matrix.copy_(torch.from_numpy(self._seasonal_matrix(float(cfg.base_damping))))
+            if cfg.correction_gate:
                 self.gate = nn.Parameter(torch.zeros(()))
-            else:
+            elif self.head is not None:
                 last = self.head.last_layer()
                 nn.init.zeros_(last.weight)
                 nn.init.zeros_(last.bias)
+
+    def _seasonal_matrix(self, phi: float) -> Any:
+        """The hand-written seasonal base (``base_lag``, damped by ``phi``), or naive as a placeholder
+        for a fitted base that ``set_base`` or a checkpoint fills in."""
+        length, horizon, lag = self.spec.input_window.length, self.spec.horizon, self.spec.network.base_lag
+        if lag is None:
+            return bases.naive(length, horizon)
+        if self.spec.network.base_damping is None:
+            return bases.seasonal_naive(length, horizon, lag)
+        return bases.damped_seasonal(length, horizon, lag, phi)
+
+    def set_base_damping(self, phi: float) -> None:
+        """Fix the seasonal base's damping (``"auto"`` resolved): the matrix and the spec."""
+        network = self.spec.network.model_copy(update={"base_damping": round(float(phi), 6)})
+        self.spec = self.spec.model_copy(update={"network": network})
+        self.base_matrix.copy_(torch.from_numpy(self._seasonal_matrix(float(phi))))
+
+    def set_base(self, name: str, matrix: Any) -> None:
+        """Use a fitted linear base (``training.bases``): ``matrix`` is ``(horizon, length)``."""
+        if not self.has_base or self.spec.network.base_lag is not None:
+            raise ValueError("set_base needs a model built with network.base (a fitted base)")
+        self.base_matrix.copy_(torch.as_tensor(matrix, dtype=torch.float32))
+        network = self.spec.network.model_copy(update={"base": name})
+        self.spec = self.spec.model_copy(update={"network": network})
 
     def forward_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Normalised forecast and the target loc/scale, each broadcastable to ``(batch, horizon, targets)``.
@@ -229,38 +228,25 @@ class Forecaster(nn.Module):
         """
         xn, loc, scale = self.scaler(x)
         nt = self.n_targets
+        if self.head is None:
+            return self.base(xn), loc[..., :nt], scale[..., :nt]
         yn = self.head(xn)
-        if self.skip_lag is not None:
+        if self.has_base:
             if self.gate is not None:
                 yn = self.gate * yn
-            yn = self.skip_base(xn) + yn
+            yn = self.base(xn) + yn
         return yn, loc[..., :nt], scale[..., :nt]
 
-    def skip_base(self, xn: torch.Tensor) -> torch.Tensor:
-        """The seasonal skip's base forecast, ``xn: (batch, time, features)`` normalised ->
-        ``(batch, horizon, targets)`` normalised (scaling is affine per target, so the
-        seasonal naive and the seasonal error carry over unchanged)."""
-        assert self.skip_lag is not None
-        nt = self.n_targets
-        base = xn[:, -self.skip_lag :, :nt].index_select(1, self.skip_index)
-        if hasattr(self, "skip_phi"):
-            # The last seasonal error y[t] - y[t-L], carried forward as phi^k. Indexed, not
-            # sliced: a slice ending at -L has a symbolic length for torch.export.
-            error = (xn[:, -1, :nt] - xn[:, -1 - self.skip_lag, :nt]).unsqueeze(1)  # (batch, 1, targets)
-            weight = (torch.pow(self.skip_phi, self.skip_steps) * self.skip_mask).sum(dim=0)  # (horizon,)
-            base = base + weight.unsqueeze(-1) * error
-        return base
+    def base(self, xn: torch.Tensor) -> torch.Tensor:
+        """The base forecast, ``xn: (batch, time, features)`` normalised -> ``(batch, horizon, targets)``
+        normalised. Every base's rows sum to one, so it commutes with the affine scaling."""
+        length = self.base_matrix.shape[1]
+        window = xn[:, -length:, : self.n_targets]  # (batch, length, targets)
+        return torch.matmul(self.base_matrix, window)  # (horizon, length) @ -> (batch, horizon, targets)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         yn, loc, scale = self.forward_scaled(x)
         return yn * scale + loc
-
-
-def skip_damping_of(model: nn.Module) -> float | None:
-    """The seasonal skip's damping phi as trained (``"auto"`` resolved), or None."""
-    first = model.members[0] if isinstance(model, Ensemble) else model
-    phi = getattr(first, "skip_phi", None)
-    return None if phi is None else round(float(phi), 6)
 
 
 class Ensemble(nn.Module):
@@ -276,7 +262,7 @@ class Ensemble(nn.Module):
             raise ValueError("an ensemble needs at least one member")
         self.members = nn.ModuleList(members)
         self.n_targets = members[0].n_targets
-        self.model_args: dict[str, Any] = {**members[0].model_args, "ensemble": len(members)}
+        self.spec = members[0].spec.model_copy(update={"ensemble": len(members)})
 
     def forward_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         parts = [cast(Forecaster, m).forward_scaled(x) for m in self.members]
@@ -290,29 +276,42 @@ class Ensemble(nn.Module):
 Model = Forecaster | Ensemble  # what training returns and export takes
 
 
-def build_model(
-    model_cfg: ModelConfig,
-    n_features: int,
-    n_targets: int,
+def model_spec(
+    network: NetworkSpec,
+    features: list[str],
+    targets: list[str],
     length: int,
     horizon: int,
-    mean: Any = None,
-    std: Any = None,
-) -> Forecaster:
-    return Forecaster(model_cfg, n_features, n_targets, length, horizon, mean, std)
+    frequency: str | None = None,
+) -> ModelSpec:
+    """The spec of one network: the recurrent heads take any history of at least ``length``
+    steps (a dynamic time axis); the mlp head exactly ``length``."""
+    dynamic = network.head != "mlp"
+    return ModelSpec(
+        network=network,
+        input_window=InputWindow(length=length, min_length=length, max_length=None if dynamic else length),
+        horizon=horizon,
+        features=list(features),
+        targets=list(targets),
+        frequency=frequency,
+    )
 
 
-def rebuild(model_args: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> Model:
-    """Rebuild a Forecaster or an Ensemble from stored arguments and weights (no pickled modules)."""
-    args = dict(model_args)
-    cfg = ModelConfig.model_validate(args.pop("cfg"))
-    k = args.pop("ensemble", None)
-    prefix = "" if k is None else "members.0."
+def build_model(spec: ModelSpec, mean: Any = None, std: Any = None) -> Forecaster:
+    return Forecaster(spec, mean, std)
+
+
+def rebuild(spec: ModelSpec | dict[str, Any], state_dict: dict[str, torch.Tensor]) -> Model:
+    """Rebuild a Forecaster or an Ensemble from its spec and weights (no pickled modules)."""
+    spec = spec if isinstance(spec, ModelSpec) else ModelSpec.model_validate(spec)
+    k = spec.ensemble
+    prefix = "" if k == 1 else "members.0."
     mean, std = state_dict[prefix + "scaler.mean"].flatten(), state_dict[prefix + "scaler.std"].flatten()
+    one = spec.model_copy(update={"ensemble": 1})
     model: Model
-    if k is None:
-        model = Forecaster(cfg, **args, mean=mean, std=std)
+    if k == 1:
+        model = Forecaster(one, mean=mean, std=std)
     else:
-        model = Ensemble([Forecaster(cfg, **args, mean=mean, std=std) for _ in range(k)])
+        model = Ensemble([Forecaster(one, mean=mean, std=std) for _ in range(k)])
     model.load_state_dict(state_dict)
     return model

@@ -1,4 +1,9 @@
-"""One training run from config to published bundle: load, window, fit, score, export."""
+"""One training run from config to published bundle: load, window, fit, export, score, publish.
+
+The test split is scored through the exported graph with the service's own
+``OnnxPredictor``, after the parity check: the numbers in a manifest are those
+of the model that is served.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +20,14 @@ import onnxruntime
 import torch
 
 from service.bundle import store
-from service.bundle.manifest import DataInfo, InputWindow, Manifest, Metrics
-from training import report
+from service.bundle.manifest import DataInfo, Manifest, Metrics, NetworkSpec
+from service.bundle.predictor import OnnxPredictor
+from training import recipe, report
 from training.config import Config, config_to_dict
 from training.data import Dataset, load_dataset, season_for
-from training.evaluate import Predict, format_table, score
-from training.export import check_parity, has_dynamic_time, opset_of, to_onnx
-from training.models import Ensemble, Model, build_model, rebuild, skip_damping_of
+from training.evaluate import format_table, score_predictor
+from training.export import check_parity, opset_of, to_onnx
+from training.models import Ensemble, Model, build_model, model_spec, rebuild
 from training.train import LOSSES, TrainResult, ensemble_result, evaluate_loss, fit, seed_everything
 from training.windows import Windows, make_windows, train_statistics
 
@@ -30,25 +36,25 @@ log = logging.getLogger("seqcast.pipeline")
 
 @dataclass
 class Run:
+    """A trained model and what it was trained on."""
+
     config: Config
     dataset: Dataset
     windows: dict[str, Windows]
     model: Model
     result: TrainResult
-    metrics: Metrics
     season: int
+    choice: recipe.Choice | None = None  # how the automatic recipe chose the model, if it did
 
 
-def torch_predict(model: Model, batch: int = 1024) -> Predict:
-    """``(n, time, features) -> (n, horizon, targets)`` with the PyTorch model on CPU."""
+@dataclass
+class Exported:
+    """A parity-checked graph, scored through ``predictor``, with its manifest and report files."""
 
-    def predict(x: np.ndarray) -> np.ndarray:
-        model.to("cpu").eval()
-        with torch.no_grad():
-            parts = [model(torch.from_numpy(x[i : i + batch])).numpy() for i in range(0, len(x), batch)]
-        return np.concatenate(parts) if parts else np.empty((0,))
-
-    return predict
+    onnx: bytes
+    manifest: Manifest
+    files: dict[str, bytes]
+    predictor: OnnxPredictor
 
 
 def season_of(cfg: Config, ds: Dataset) -> int:
@@ -56,10 +62,30 @@ def season_of(cfg: Config, ds: Dataset) -> int:
 
 
 def train_run(cfg: Config) -> Run:
-    """Load data, fit a model, score it on the test split."""
+    """Load data, resolve what follows from it, then choose (automatic recipe) or fit (a hand-written
+    ``[model]``) the model."""
     ds = load_dataset(cfg.data)
-    windows = make_windows(ds, cfg.split, cfg.window)
+    season = season_of(cfg, ds)
+    cfg = recipe.resolve(cfg, ds, season)
     mean, std = train_statistics(ds, cfg.split)
+    if cfg.model is None:
+        choice, windows = recipe.choose(cfg, ds, season, mean, std)
+        log.info("%s", recipe.verdict(choice))
+        return Run(cfg, ds, windows, choice.model, choice.result, season, choice)
+    windows = make_windows(ds, cfg.split, cfg.window)
+    model, result = fit_network(cfg, cfg.model, ds, windows, mean, std)
+    return Run(cfg, ds, windows, model, result, season)
+
+
+def fit_network(
+    cfg: Config,
+    network: NetworkSpec,
+    ds: Dataset,
+    windows: dict[str, Windows],
+    mean: np.ndarray,
+    std: np.ndarray,
+) -> tuple[Model, TrainResult]:
+    """Train the hand-written network (``train.ensemble`` members) on the windows."""
     log.info(
         "data %s: %d series, %d rows, frequency %s; windows train %d val %d test %d",
         ds.source,
@@ -70,22 +96,16 @@ def train_run(cfg: Config) -> Run:
         len(windows["val"]),
         len(windows["test"]),
     )
+    assert cfg.window.length is not None  # resolved
+    spec = model_spec(network, ds.features, ds.targets, cfg.window.length, cfg.window.horizon, ds.frequency)
     members, results = [], []
     for i in range(cfg.train.ensemble):
         # Member seeds seed*K .. seed*K+K-1: runs with different seeds share no member
         # (seed+i would make seeds 0 and 1 share K-1 of them); K=1 keeps the seed itself.
         train_cfg = cfg.train.model_copy(update={"seed": cfg.train.seed * cfg.train.ensemble + i})
         seed_everything(train_cfg.seed)  # initial weights come from the seed too
-        member = build_model(
-            cfg.model,
-            len(ds.features),
-            len(ds.targets),
-            cfg.window.length,
-            cfg.window.horizon,
-            mean=mean,
-            std=std,
-        )
-        results.append(fit(member, windows["train"], windows["val"], train_cfg))
+        member = build_model(spec, mean=mean, std=std)
+        results.append(fit(member, windows["train"], windows["val"], train_cfg, cfg.machine))
         members.append(member)
     model: Model
     if len(members) == 1:
@@ -104,9 +124,7 @@ def train_run(cfg: Config) -> Run:
         result.device,
         result.best_epoch,
     )
-    season = season_of(cfg, ds)
-    metrics = score(ds, cfg.split, windows["test"], torch_predict(model), season)
-    return Run(cfg, ds, windows, model, result, metrics, season)
+    return model, result
 
 
 def data_scale(run: Run) -> float:
@@ -114,31 +132,21 @@ def data_scale(run: Run) -> float:
     return float(np.std(run.windows["train"].y))
 
 
-def build_manifest(run: Run, onnx_bytes: bytes, created: datetime | None = None) -> Manifest:
+def build_manifest(
+    run: Run, onnx_bytes: bytes, metrics: Metrics | None = None, created: datetime | None = None
+) -> Manifest:
     cfg, ds = run.config, run.dataset
     created = created or datetime.now(UTC)
     sha = store.sha256_bytes(onnx_bytes)
-    length = cfg.window.length
-    dynamic = has_dynamic_time(run.model)
     starts = [s.timestamps[0] for s in ds.series]
     ends = [s.timestamps[-1] for s in ds.series]
     return Manifest(
-        name=cfg.export.name,
+        name=cfg.name,
         version=store.new_version(sha, created),
         created=created,
-        cell=cfg.model.cell if cfg.model.head != "mlp" else "none",
-        head=cfg.model.head,
-        input_window=InputWindow(length=length, min_length=length, max_length=None if dynamic else length),
-        features=ds.features,
-        targets=ds.targets,
-        horizon=cfg.window.horizon,
-        frequency=ds.frequency,
-        scaling=cfg.model.scaling,
-        # From the model, not the config: `seqcast export` may override the config.
-        ensemble=run.model.model_args.get("ensemble", 1),
-        skip_lag=run.model.model_args["cfg"].get("skip_lag"),
-        skip_damping=skip_damping_of(run.model),
-        metrics=run.metrics,
+        spec=run.model.spec,  # as trained: "auto" options resolved
+        metrics=metrics,
+        selection=run.choice.record() if run.choice is not None else None,
         training_config=config_to_dict(cfg),
         data=DataInfo(
             fingerprint=ds.fingerprint,
@@ -159,32 +167,42 @@ def build_manifest(run: Run, onnx_bytes: bytes, created: datetime | None = None)
     )
 
 
-def export_run(run: Run) -> tuple[bytes, Manifest, dict[str, bytes]]:
-    """ONNX bytes (parity-checked), their manifest, and report files for the bundle."""
+def export_run(run: Run) -> Exported:
+    """Export to ONNX, check parity through the serving predictor, score the test split with it."""
     cfg = run.config.export
-    test_x = run.windows["test"].x
-    onnx_bytes = to_onnx(run.model, test_x, cfg.exporter, cfg.opset)
-    real = np.concatenate([test_x, run.windows["val"].x, run.windows["train"].x])
-    parity = check_parity(run.model, onnx_bytes, real, data_scale(run), cfg.tolerance)
+    test = run.windows["test"]
+    onnx_bytes = to_onnx(run.model, test.x, cfg.exporter, cfg.opset)
+    unscored = build_manifest(run, onnx_bytes)
+    predictor = OnnxPredictor.from_bytes(onnx_bytes, unscored.spec)
+    real = np.concatenate([test.x, run.windows["val"].x, run.windows["train"].x])
+    parity = check_parity(run.model, predictor, real, data_scale(run), cfg.parity_tolerance)
     for line in parity.checks:
         log.info("parity %s", line)
-    manifest = build_manifest(run, onnx_bytes)
-    pred = torch_predict(run.model)(test_x)
-    extra = {
+    metrics = score_predictor(predictor, run.dataset, run.config.split, run.season)
+    manifest = unscored.model_copy(update={"metrics": metrics})
+    files = {
         "report/loss.png": report.loss_curve(run.result.history, run.result.best_epoch),
-        "report/forecast.png": report.forecast_plot(run.dataset, run.windows["test"], pred),
+        "report/forecast.png": report.forecast_plot(run.dataset, test, predictor.predict(test.x)),
         "report/metrics.txt": (
-            format_table(run.metrics) + "\n\nparity:\n" + "\n".join(parity.checks) + "\n"
+            format_table(metrics) + "\n\nparity:\n" + "\n".join(parity.checks) + "\n"
         ).encode(),
     }
-    return onnx_bytes, manifest, extra
+    if run.choice is not None:
+        files["report/selection.txt"] = recipe.table(run.choice).encode()
+    return Exported(onnx_bytes, manifest, files, predictor)
+
+
+def publish(exported: Exported, model_dir: Path, make_current: bool = True) -> Path:
+    """Atomically publish an exported model; returns the bundle directory."""
+    return store.publish(
+        model_dir, exported.manifest, exported.onnx, exported.files, make_current=make_current
+    )
 
 
 def publish_run(run: Run, model_dir: Path | None = None) -> Path:
     """Export, verify and atomically publish; returns the bundle directory."""
-    onnx_bytes, manifest, extra = export_run(run)
-    target = Path(model_dir or run.config.export.model_dir)
-    return store.publish(target, manifest, onnx_bytes, extra, make_current=run.config.export.make_current)
+    target = Path(model_dir) if model_dir is not None else run.config.model_dir
+    return publish(export_run(run), target, run.config.export.make_current)
 
 
 def save_checkpoint(run: Run, path: Path) -> None:
@@ -192,7 +210,7 @@ def save_checkpoint(run: Run, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
         {
-            "model_args": run.model.model_args,
+            "spec": run.model.spec.model_dump(mode="json"),
             "state_dict": run.model.state_dict(),
             "config": config_to_dict(run.config),
             "history": run.result.history,
@@ -204,4 +222,6 @@ def save_checkpoint(run: Run, path: Path) -> None:
 
 def load_checkpoint(path: Path) -> tuple[Model, dict[str, Any]]:
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    return rebuild(payload["model_args"], payload["state_dict"]), payload
+    if "spec" not in payload:
+        raise ValueError(f"{path}: a checkpoint from an older seqcast (no model spec); train it again")
+    return rebuild(payload["spec"], payload["state_dict"]), payload

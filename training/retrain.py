@@ -5,11 +5,14 @@
 1. Take the model's lock (``MODEL_DIR/<name>/.retrain.lock``, an ``flock``: the
    kernel drops it when the process dies, so a crashed job leaves nothing that
    the next run trips over; a second job at the same time exits with code 3).
-2. Build the challenger's config: the champion's saved config (model, window,
-   training) with the job's data, split, export and retrain sections; with no
-   champion or ``retrain.config_from = "job"``, the job's config as it is.
-3. Train the challenger; score it and the champion (its ONNX, through
-   onnxruntime) on the same most recent holdout of the fresh data.
+2. Build the challenger's config: the champion's saved recipe (model, window,
+   train, evaluate) with the job's data, split, export, retrain and machine
+   sections, then the job's explicit overrides (``--set``, ``--epochs``,
+   ``--seed``) on top; with no champion or ``retrain.config_from = "job"``, the
+   job's config as it is. Machine settings are never inherited.
+3. Train the challenger; score it and the champion (their ONNX graphs, through
+   the service's ``OnnxPredictor``) on the same most recent holdout of the
+   fresh data.
 4. Promote (publish + CURRENT) only if ``challenger < champion x (1 - margin)``
    on ``retrain.metric``; with no champion, only if the challenger beats the
    seasonal-naive forecast.
@@ -31,16 +34,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from service.bundle import store
-from service.bundle.manifest import MODEL_FILE, Manifest, Metrics
-from training.config import Config, WindowConfig
-from training.data import Dataset
-from training.evaluate import score
-from training.export import INPUT, OUTPUT, session
-from training.pipeline import export_run, train_run
-from training.windows import make_windows
+from service.bundle.manifest import Manifest, Metrics
+from service.bundle.predictor import OnnxPredictor
+from training.config import RECIPE_SECTIONS, Config, apply_overrides, stored_config
+from training.evaluate import score_predictor
+from training.pipeline import export_run, publish, train_run
 
 log = logging.getLogger("seqcast.retrain")
 LOCK_FILE = ".retrain.lock"
@@ -78,34 +77,17 @@ def model_lock(model_dir: Path, name: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def challenger_config(job: Config, champion: Manifest | None) -> Config:
-    """The champion's model/window/train config with the job's data, split, export and retrain."""
+def challenger_config(job: Config, champion: Manifest | None, overrides: list[str] | None = None) -> Config:
+    """The champion's recipe with the job's other sections and explicit overrides (see the module doc)."""
     if champion is None or job.retrain.config_from == "job":
         return job
-    raw = dict(champion.training_config)
-    for section in ("data", "split", "export", "retrain"):
-        raw[section] = getattr(job, section).model_dump(mode="json")
-    return Config.model_validate(raw)
-
-
-def score_onnx(onnx_bytes: bytes, manifest: Manifest, ds: Dataset, cfg: Config, season: int) -> Metrics:
-    """Score an ONNX model with onnxruntime on the test split of ``ds``.
-
-    Champion and challenger are both scored this way, on the artifact that
-    would be served, so a tie is a tie (no torch-vs-onnxruntime float noise).
-    """
-    if manifest.features != ds.features:
-        raise RetrainError(f"champion features {manifest.features} differ from the data's {ds.features}")
-    if manifest.horizon != cfg.window.horizon:
-        raise RetrainError(f"champion horizon {manifest.horizon} != challenger {cfg.window.horizon}")
-    window = WindowConfig(length=manifest.input_window.length, horizon=manifest.horizon)
-    test = make_windows(ds, cfg.split, window)["test"]
-    sess = session(onnx_bytes)
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        return sess.run([OUTPUT], {INPUT: x.astype(np.float32)})[0]
-
-    return score(ds, cfg.split, test, predict, season)
+    raw = job.model_dump(mode="json")
+    recipe = stored_config({**champion.training_config, "data": raw["data"]}).model_dump(mode="json")
+    for section in RECIPE_SECTIONS:
+        if raw[section] != recipe[section]:
+            log.info("retrain: [%s] comes from the champion (retrain.config_from = 'champion')", section)
+        raw[section] = recipe[section]
+    return Config.model_validate(apply_overrides(raw, overrides or []))
 
 
 def _metric(metrics: Metrics, which: str, name: str) -> float | None:
@@ -113,9 +95,13 @@ def _metric(metrics: Metrics, which: str, name: str) -> float | None:
     return None if value is None else float(value)
 
 
-def retrain(job: Config) -> dict[str, Any]:
-    """Run the job; returns the decision record (also written next to the versions)."""
-    model_dir, name = Path(job.export.model_dir), job.export.name
+def retrain(job: Config, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Run the job; returns the decision record (also written next to the versions).
+
+    ``overrides``: the job's explicit ``section.key=value`` settings, applied on
+    top of the champion's recipe too.
+    """
+    model_dir, name = job.model_dir, job.name
     started = time.perf_counter()
     durations: dict[str, float] = {}
     record: dict[str, Any] = {
@@ -131,7 +117,8 @@ def retrain(job: Config) -> dict[str, Any]:
             if champion_version is not None:
                 champion = store.verify_bundle(store.bundle_dir(model_dir, name, champion_version))
             record["champion"] = champion_version
-            cfg = challenger_config(job, champion)
+            cfg = challenger_config(job, champion, overrides)
+            record["recipe"] = {k: v for k, v in cfg.model_dump(mode="json").items() if k in RECIPE_SECTIONS}
 
             t = time.perf_counter()
             run = train_run(cfg)
@@ -144,11 +131,11 @@ def retrain(job: Config) -> dict[str, Any]:
             }
             metric = job.retrain.metric
             t = time.perf_counter()
-            onnx_bytes, manifest, extra = export_run(run)  # parity-checked before any decision
+            exported = export_run(run)  # parity-checked and scored through onnxruntime
             durations["export"] = time.perf_counter() - t
 
             t = time.perf_counter()
-            challenger = score_onnx(onnx_bytes, manifest, run.dataset, cfg, run.season)
+            challenger = score_predictor(exported.predictor, run.dataset, cfg.split, run.season)
             challenger_score = _metric(challenger, "model", metric)
             seasonal = _metric(challenger, "seasonal_naive", metric)
             record.update(
@@ -158,7 +145,15 @@ def retrain(job: Config) -> dict[str, Any]:
             )
             if champion is not None and champion_version is not None:
                 bundle = store.bundle_dir(model_dir, name, champion_version)
-                champ = score_onnx((bundle / MODEL_FILE).read_bytes(), champion, run.dataset, cfg, run.season)
+                champion_predictor = OnnxPredictor.load(bundle)
+                spec = champion_predictor.spec
+                if spec.features != run.dataset.features:
+                    raise RetrainError(
+                        f"champion features {spec.features} differ from the data's {run.dataset.features}"
+                    )
+                if spec.horizon != cfg.window.horizon:
+                    raise RetrainError(f"champion horizon {spec.horizon} != challenger {cfg.window.horizon}")
+                champ = score_predictor(champion_predictor, run.dataset, cfg.split, run.season)
                 champion_score = _metric(champ, "model", metric)
                 record.update(champion_score=champion_score, champion_metrics=champ.model.model_dump())
                 bar, against = champion_score, "champion"
@@ -174,7 +169,7 @@ def retrain(job: Config) -> dict[str, Any]:
             )
             if promote:
                 t = time.perf_counter()
-                published = store.publish(model_dir, manifest, onnx_bytes, extra, make_current=True)
+                published = publish(exported, model_dir, make_current=True)
                 durations["publish"] = time.perf_counter() - t
                 record["challenger"] = published.name
             record["outcome"] = "promoted" if promote else "kept"

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.config import SKIP_DAMPING_GRID, TrainConfig
+from service.bundle.manifest import DAMPING_GRID
+from training.config import MachineConfig, TrainConfig
 from training.models import Forecaster, Model
 from training.windows import Windows
 
@@ -64,7 +65,7 @@ def seed_everything(seed: int) -> None:
 
 def pick_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device='cuda' but no CUDA device is available")
+        raise RuntimeError("machine.device='cuda' but no CUDA device is available")
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice)
@@ -88,38 +89,44 @@ def evaluate_loss(model: Model, loss_fn, x: torch.Tensor, y: torch.Tensor, batch
 
 
 @torch.no_grad()
-def choose_skip_damping(model: Forecaster, loss_fn, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Set ``model.skip_phi`` to the grid value whose base forecast has the lowest loss on
-    ``(x, y)`` (the validation windows) and return it.
+def choose_base_damping(model: Forecaster, loss_fn, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Set the seasonal base's damping (``Forecaster.set_base_damping``) to the grid value whose
+    base forecast has the lowest loss on ``(x, y)`` (the validation windows) and return it.
 
     Call it before any training step: the correction then is still zero, so the
     model's forecast *is* the base. Ties go to the smaller phi (nearer the plain
     seasonal naive), as the grid is ascending.
     """
     losses = []
-    for phi in SKIP_DAMPING_GRID:
-        model.skip_phi.fill_(phi)
+    for phi in DAMPING_GRID:
+        model.set_base_damping(phi)
         losses.append(evaluate_loss(model, loss_fn, x, y))
-    best = SKIP_DAMPING_GRID[losses.index(min(losses))]
-    model.skip_phi.fill_(best)
+    best = DAMPING_GRID[losses.index(min(losses))]
+    model.set_base_damping(best)
     log.info(
-        "skip_damping auto: phi %s (validation loss %s)",
+        "base_damping auto: phi %s (validation loss %s)",
         best,
-        ", ".join(f"{p:g}: {v:.5g}" for p, v in zip(SKIP_DAMPING_GRID, losses, strict=True)),
+        ", ".join(f"{p:g}: {v:.5g}" for p, v in zip(DAMPING_GRID, losses, strict=True)),
     )
     return best
 
 
-def fit(model: Model, train: Windows, val: Windows, cfg: TrainConfig) -> TrainResult:
-    """Train ``model`` in place; on return it holds the weights of the best validation epoch."""
+def fit(
+    model: Model, train: Windows, val: Windows, cfg: TrainConfig, machine: MachineConfig | None = None
+) -> TrainResult:
+    """Train ``model`` in place; on return it holds the weights of the best validation epoch.
+
+    ``machine`` says where (device, threads, progress bar); default: the CPU, no bar.
+    """
+    machine = machine or MachineConfig(device="cpu", progress=False)
     if len(train) == 0:
         raise ValueError("no training windows: the series are too short for this window and split")
     if len(val) == 0:
         raise ValueError("no validation windows: split.val is shorter than the horizon")
     seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    if machine.threads:
+        torch.set_num_threads(machine.threads)
+    device = pick_device(machine.device)
     model.to(device)
     xt, yt = torch.from_numpy(train.x).to(device), torch.from_numpy(train.y).to(device)
     xv, yv = torch.from_numpy(val.x).to(device), torch.from_numpy(val.y).to(device)
@@ -129,13 +136,13 @@ def fit(model: Model, train: Windows, val: Windows, cfg: TrainConfig) -> TrainRe
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling independent of other RNG use
     result = TrainResult(device=str(device))
     # Before the first copy of the best state, which must hold the chosen phi.
-    if isinstance(model, Forecaster) and model.model_args["cfg"].get("skip_damping") == "auto":
-        choose_skip_damping(model, loss_fn, xv, yv)  # the model keeps it: see skip_damping_of
+    if isinstance(model, Forecaster) and model.spec.network.base_damping == "auto":
+        choose_base_damping(model, loss_fn, xv, yv)  # the model keeps it, in its buffer and spec
     best_state = copy.deepcopy(model.state_dict())
     since_best = 0
     start = time.perf_counter()
     if cfg.validate_initial:
-        # "Epoch 0": the initial weights compete too (with model.skip_lag they are the seasonal naive).
+        # "Epoch 0": the initial weights compete too (with model.base_lag they are the seasonal base).
         result.best_val = evaluate_loss(model, loss_fn, xv, yv)
         log.info("epoch 0 (initial weights) val %.4f", result.best_val)
     bar = tqdm(
@@ -143,7 +150,7 @@ def fit(model: Model, train: Windows, val: Windows, cfg: TrainConfig) -> TrainRe
         desc="train",
         unit="epoch",
         leave=False,
-        disable=not (cfg.progress and sys.stderr.isatty()),
+        disable=not (machine.progress and sys.stderr.isatty()),
     )
     for epoch in bar:
         model.train()

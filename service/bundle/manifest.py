@@ -1,13 +1,18 @@
-"""The bundle contract: ONE pydantic model for ``manifest.json``.
+"""The bundle contract: ONE pydantic model for ``manifest.json``, holding a typed ``ModelSpec``.
 
 The trainer writes it and the service reads it; both import this module, which
 needs nothing but pydantic and the standard library (no torch, no flask).
 
 A bundle is a directory ``MODEL_DIR/<name>/<version>/`` holding ``model.onnx``
 and ``manifest.json``. ``model.onnx`` takes raw values
-``float32[batch, time, features]`` on its input ``manifest.input_name`` and returns
+``float32[batch, time, features]`` on its input ``spec.input_name`` and returns
 forecasts in the same units ``float32[batch, horizon, targets]`` on
-``manifest.output_name``; scaling lives inside the graph.
+``spec.output_name``; scaling lives inside the graph.
+
+``NetworkSpec`` is also the ``[model]`` section of a training config, so a new
+model option is written once, here, and shows up in the config, in every
+manifest, in ``GET /v1/models``, ``/v2`` metadata and ``seqcast models``
+without being listed anywhere else.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION: Literal[1] = 1
+SCHEMA_VERSION: Literal[2] = 2
+KNOWN_SCHEMA_VERSIONS = (1, 2)  # 1: before ModelSpec; read by migrating (see _from_v1)
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 
@@ -88,34 +94,179 @@ class DataInfo(_Strict):
     end: str | None = None
 
 
+# Candidates for NetworkSpec.base_damping = "auto": 0 is the plain seasonal naive, 1 shifts
+# the next season by the last error (and each further season by it again).
+DAMPING_GRID = (0.0, 0.5, 0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0)
+
+
+class NetworkSpec(_Strict):
+    """The network and its base; the bundle manifest stores it as trained (spec.network)."""
+
+    cell: Literal["rnn", "lstm", "gru"] = Field(
+        default="lstm", description="recurrent cell of the direct and seq2seq heads (the mlp head has none)"
+    )
+    head: Literal["direct", "seq2seq", "mlp", "none"] = Field(
+        default="direct",
+        description="direct: many-to-one encoder, the forecast read from its outputs; seq2seq: "
+        "encoder-decoder feeding each prediction back in; mlp: a feed-forward baseline on the "
+        "flattened window (one-to-one); none: no network, the base alone",
+    )
+    readout: Literal["steps", "last"] = Field(
+        default="steps",
+        description="direct head: read the forecast from the encoder outputs of the last horizon steps "
+        "with one shared linear layer (steps, as darts' BlockRNN does) or from the last hidden state "
+        "with one linear layer to horizon x targets (last)",
+    )
+    hidden: int = Field(default=64, gt=0, description="units per recurrent layer (per hidden layer for mlp)")
+    layers: int = Field(default=1, gt=0, description="stacked recurrent layers (hidden layers for mlp)")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="dropout between stacked layers")
+    scaling: Literal["window", "standard", "none"] = Field(
+        default="window",
+        description="window: each input window by its own mean and std (instance norm), undone on the "
+        "forecast; standard: training-split mean and std stored in the graph; none. Either way the "
+        "graph takes and returns raw values",
+    )
+    base_lag: int | None = Field(
+        default=None,
+        gt=0,
+        description="seasonal base: the forecast is the seasonal naive at this lag (read from the input "
+        "window) plus the network's output as a correction that starts at zero, so the untrained model "
+        "is the seasonal naive. Needs window.length >= base_lag and the direct or mlp head. None: off",
+    )
+    base_damping: float | Literal["auto"] | None = Field(
+        default=None,
+        description="with base_lag: the base also carries the last seasonal error forward, damped by "
+        "this factor per step, y[t+h-L] + phi^h (y[t] - y[t-L]) (the seasonal ARIMA(1,0,0)(0,1,0)[L] "
+        "forecast). A number in [0, 1], or auto: chosen from "
+        f"{', '.join(f'{v:g}' for v in DAMPING_GRID)} by the base's validation loss before training. "
+        "Needs window.length >= base_lag + 1",
+    )
+    base: str | None = Field(
+        default=None,
+        description="a linear base chosen by the automatic recipe, by name (its matrix is part of the "
+        "model's weights); written by training, not by hand",
+    )
+    correction_gate: bool = Field(
+        default=False,
+        description="with base_lag: scale the correction by a learned scalar that starts at 0 (the last "
+        "layer then keeps its usual random initialisation)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _damping_not_bool(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("base_damping"), bool):
+            # pydantic would read true as 1.0: no damping at all
+            raise ValueError("base_damping takes a number in [0, 1] or 'auto', not a boolean")
+        return data
+
+    @model_validator(mode="after")
+    def _base_options(self) -> NetworkSpec:
+        damping = self.base_damping
+        if isinstance(damping, float) and not 0.0 <= damping <= 1.0:
+            raise ValueError("base_damping must lie in [0, 1] or be 'auto'")
+        if self.correction_gate and self.base_lag is None:
+            raise ValueError("correction_gate needs base_lag (it gates the correction to the seasonal base)")
+        if damping is not None and self.base_lag is None:
+            raise ValueError("base_damping needs base_lag (it damps the seasonal base's last error)")
+        if self.base is not None and self.base_lag is not None:
+            raise ValueError("give base_lag (a seasonal base) or base (a fitted one), not both")
+        if self.head == "none" and self.base is None and self.base_lag is None:
+            raise ValueError("head 'none' forecasts with the base alone: it needs base_lag")
+        if self.correction_gate and self.head == "none":
+            raise ValueError("correction_gate needs a network to gate: head 'none' has none")
+        if (self.base_lag is not None or self.base is not None) and self.head == "seq2seq":
+            # The decoder feeds its own outputs back in; with a base those would be
+            # corrections, not forecasts.
+            raise ValueError("a base works with the direct and mlp heads (or none), not seq2seq")
+        return self
+
+    def check_window(self, length: int, horizon: int) -> None:
+        """ValueError unless an input window of ``length`` steps suits this network and ``horizon``."""
+        if self.head == "direct" and self.readout == "steps" and length < horizon:
+            raise ValueError(
+                f"window.length ({length}) must be >= window.horizon ({horizon}) for the direct head with "
+                "readout 'steps' (it reads one encoder output per forecast step)"
+            )
+        if self.base_lag is not None and length < self.base_lag:
+            raise ValueError(
+                f"base_lag {self.base_lag} needs window.length >= {self.base_lag} (got {length}): "
+                "the seasonal naive is read from the input window"
+            )
+        if self.base_lag is not None and self.base_damping is not None and length <= self.base_lag:
+            raise ValueError(
+                f"base_damping needs window.length >= base_lag + 1 = {self.base_lag + 1} (got {length}): "
+                "the last seasonal error is read from the input window"
+            )
+
+
+class ModelSpec(_Strict):
+    """Everything that describes the model in a bundle; the torch model carries it as ``.spec``."""
+
+    network: NetworkSpec
+    ensemble: int = Field(default=1, ge=1, description="networks whose forecasts the graph averages")
+    input_window: InputWindow
+    horizon: int = Field(gt=0, description="forecast steps")
+    features: list[str] = Field(min_length=1, description="input columns, targets first")
+    targets: list[str] = Field(min_length=1, description="forecast columns")
+    frequency: str | None = Field(default=None, description="pandas offset alias, e.g. 'MS'")
+    input_name: str = "x"
+    output_name: str = "y"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        if self.features[: len(self.targets)] != self.targets:
+            raise ValueError("features must start with the targets, in the same order")
+        self.network.check_window(self.input_window.length, self.horizon)
+        return self
+
+    @property
+    def covariates(self) -> list[str]:
+        """Input-only columns (the features after the targets)."""
+        return self.features[len(self.targets) :]
+
+    def summary(self) -> str:
+        """One line: the network's options that differ from the defaults, then the shapes."""
+        options = self.network.model_dump(exclude_defaults=True)
+        head = self.network.head
+        parts = [head if head in ("mlp", "none") else f"{self.network.cell}/{head}"]
+        parts += [f"{k}={v}" for k, v in options.items() if k not in ("cell", "head")]
+        if self.ensemble > 1:
+            parts.append(f"ensemble={self.ensemble}")
+        return " ".join(parts) + f"  window {self.input_window.length} horizon {self.horizon}"
+
+
+class CandidateScore(_Strict):
+    name: str
+    kind: Literal["base", "combination", "network"]
+    score: float = Field(
+        description="validation MASE: mean absolute error over the validation windows, scaled per series"
+    )
+
+
+class Selection(_Strict):
+    """How the automatic recipe chose the model: every candidate's validation score."""
+
+    windows: int = Field(ge=1, description="validation windows scored (every origin of the validation split)")
+    chosen: str
+    score: float = Field(description="the chosen candidate's validation MASE")
+    baseline: float = Field(description="the better of naive and seasonal naive on the same windows")
+    candidates: list[CandidateScore] = Field(description="best first")
+    notes: list[str] = Field(default_factory=list)
+
+
 class Manifest(_Strict):
     """``manifest.json`` of one immutable bundle version."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     name: str = Field(pattern=NAME_PATTERN)
     version: str = Field(pattern=NAME_PATTERN)
     created: datetime
-    cell: Literal["rnn", "lstm", "gru", "none"] = Field(description="'none' for the mlp head")
-    head: Literal["direct", "seq2seq", "mlp"]
-    input_name: str = "x"
-    output_name: str = "y"
-    input_window: InputWindow
-    features: list[str] = Field(min_length=1, description="input columns, targets first")
-    targets: list[str] = Field(min_length=1, description="forecast columns")
-    horizon: int = Field(gt=0)
-    frequency: str | None = Field(default=None, description="pandas offset alias, e.g. 'MS'")
-    scaling: Literal["window", "standard", "none"]
-    ensemble: int = Field(default=1, ge=1, description="networks whose forecasts the graph averages")
-    skip_lag: int | None = Field(
-        default=None, gt=0, description="the forecast adds the seasonal naive at this lag (a seasonal skip)"
-    )
-    skip_damping: float | None = Field(
-        default=None,
-        ge=0,
-        le=1,
-        description="with skip_lag: the last seasonal error is carried forward, damped this much per step",
-    )
+    spec: ModelSpec
     metrics: Metrics | None = None
+    selection: Selection | None = Field(
+        default=None, description="how the automatic recipe chose the model (absent for a hand-written one)"
+    )
     intervals: dict[str, Any] | None = Field(
         default=None, description="interval calibration, when the model has intervals"
     )
@@ -126,14 +277,51 @@ class Manifest(_Strict):
     framework: dict[str, str] = Field(default_factory=dict, description="library versions")
 
     @model_validator(mode="after")
-    def _targets_lead_features(self) -> Manifest:
-        if self.features[: len(self.targets)] != self.targets:
-            raise ValueError("features must start with the targets, in the same order")
-        if self.skip_damping is not None and self.skip_lag is None:
-            raise ValueError("skip_damping needs skip_lag: it damps the seasonal skip's error")
+    def _resolved(self) -> Manifest:
+        # A model in training may hold "auto" until fit chooses; a bundle holds what was chosen.
+        if self.spec.network.base_damping == "auto":
+            raise ValueError("spec.network.base_damping 'auto' must be resolved to a number")
         return self
 
-    @property
-    def covariates(self) -> list[str]:
-        """Input-only columns (the features after the targets)."""
-        return self.features[len(self.targets) :]
+    @classmethod
+    def from_stored(cls, raw: Any) -> Manifest:
+        """Validate a parsed ``manifest.json`` of any known schema version.
+
+        Forward compatible within a schema version: top-level fields this code
+        does not know (a newer trainer's additions, which by the contract only
+        describe the bundle) are dropped. A field that changes how a bundle must
+        be served comes with a new ``schema_version``, which this code refuses.
+        Version 1 (before ``ModelSpec``) is migrated, so an upgraded service
+        still serves the bundles it served before.
+        """
+        if isinstance(raw, dict):
+            version = raw.get("schema_version", 1)
+            if version == 1:
+                raw = _from_v1(raw)
+            if raw.get("schema_version") == SCHEMA_VERSION:
+                raw = {k: v for k, v in raw.items() if k in cls.model_fields}
+        return cls.model_validate(raw)
+
+
+def _from_v1(raw: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 manifest (model fields at the top level) as schema 2; unknown shapes pass
+    through to fail validation with pydantic's message."""
+    trained = raw.get("training_config")
+    model = trained.get("model") if isinstance(trained, dict) else None
+    model = model if isinstance(model, dict) else {}
+    cell = raw.get("cell")
+    network = {
+        "cell": model.get("cell", "lstm") if cell == "none" else cell,
+        "head": raw.get("head"),
+        "scaling": raw.get("scaling"),
+        "base_lag": raw.get("skip_lag"),
+        "base_damping": raw.get("skip_damping"),
+        "correction_gate": bool(model.get("skip_gate", False)),
+    }
+    network.update({k: model[k] for k in ("readout", "hidden", "layers", "dropout") if k in model})
+    spec_keys = ("input_window", "horizon", "features", "targets", "frequency", "input_name", "output_name")
+    spec = {k: raw[k] for k in spec_keys if k in raw}
+    spec.update(network=network, ensemble=raw.get("ensemble", 1))
+    moved = {"cell", "head", "scaling", "skip_lag", "skip_damping", "ensemble", *spec_keys}
+    rest = {k: v for k, v in raw.items() if k not in moved and k != "schema_version"}
+    return {**rest, "schema_version": SCHEMA_VERSION, "spec": spec}

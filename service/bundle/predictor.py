@@ -1,7 +1,9 @@
-"""The small interface between the views and the runtime: load a bundle, predict.
+"""Score a bundle with onnxruntime: the one predictor for serving, parity, evaluation and retraining.
 
-API tests use a stand-in that satisfies ``Predictor``; ``OnnxPredictor`` is the
-real one and is tested on its own against the PyTorch model.
+The service's views talk to ``Predictor`` (API tests use a stand-in);
+``OnnxPredictor`` is the real one. The trainer checks export parity, scores
+the test split and compares champion and challenger through the same class,
+so what is measured is what is served.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
-from service.bundle.manifest import MODEL_FILE, Manifest
+from service.bundle.manifest import MODEL_FILE, ModelSpec
 from service.bundle.store import verify_bundle
 
 
@@ -22,21 +24,21 @@ class PredictorError(RuntimeError):
 
 class Predictor(Protocol):
     @property
-    def manifest(self) -> Manifest: ...
+    def spec(self) -> ModelSpec: ...
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """float32 ``(batch, time, features)`` raw values -> float32 ``(batch, horizon, targets)`` raw."""
         ...
 
 
-def warm_up_input(manifest: Manifest, batch: int = 1) -> np.ndarray:
+def warm_up_input(spec: ModelSpec, batch: int = 1) -> np.ndarray:
     """float32 ``(batch, window, features)``: a gentle ramp, so per-window scaling sees a spread."""
-    ramp = np.linspace(1.0, 2.0, manifest.input_window.length, dtype=np.float32)
-    return np.broadcast_to(ramp[None, :, None], (batch, len(ramp), len(manifest.features))).copy()
+    ramp = np.linspace(1.0, 2.0, spec.input_window.length, dtype=np.float32)
+    return np.broadcast_to(ramp[None, :, None], (batch, len(ramp), len(spec.features))).copy()
 
 
-def check_output(manifest: Manifest, x: np.ndarray, y: np.ndarray) -> None:
-    expected = (x.shape[0], manifest.horizon, len(manifest.targets))
+def check_output(spec: ModelSpec, x: np.ndarray, y: np.ndarray) -> None:
+    expected = (x.shape[0], spec.horizon, len(spec.targets))
     if y.shape != expected or y.dtype != np.float32:
         raise PredictorError(
             f"model answers {y.dtype}{list(y.shape)}, the manifest promises float32{list(expected)}"
@@ -48,20 +50,26 @@ def check_output(manifest: Manifest, x: np.ndarray, y: np.ndarray) -> None:
 class OnnxPredictor:
     """One onnxruntime session for one bundle; ``run`` is thread-safe, so gthread workers share it."""
 
-    def __init__(self, manifest: Manifest, session: ort.InferenceSession) -> None:
-        self._manifest = manifest
+    def __init__(self, spec: ModelSpec, session: ort.InferenceSession) -> None:
+        self._spec = spec
         self._session = session
-        self._outputs = [manifest.output_name]
-        self._input = manifest.input_name
+        self._outputs = [spec.output_name]
+        self._input = spec.input_name
 
     @property
-    def manifest(self) -> Manifest:
-        return self._manifest
+    def spec(self) -> ModelSpec:
+        return self._spec
 
     @classmethod
     def load(cls, bundle: Path, intra_op_threads: int = 1) -> OnnxPredictor:
         """Verify the bundle (manifest, sha256), open a session and warm it up with one inference."""
         manifest = verify_bundle(bundle)
+        return cls.from_bytes((Path(bundle) / MODEL_FILE).read_bytes(), manifest.spec, intra_op_threads)
+
+    @classmethod
+    def from_bytes(cls, onnx: bytes, spec: ModelSpec, intra_op_threads: int = 1) -> OnnxPredictor:
+        """A predictor for a graph described by ``spec``, published or not (the trainer's parity
+        check and scoring use it before publishing)."""
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = intra_op_threads
         # Requests already run in parallel across workers; a second pool for
@@ -71,28 +79,24 @@ class OnnxPredictor:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Spinning pool threads burn the cores that other workers and JSON parsing need.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(
-            str(Path(bundle) / MODEL_FILE), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
-        cls._check_signature(manifest, session)
-        predictor = cls(manifest, session)
+        session = ort.InferenceSession(onnx, sess_options=opts, providers=["CPUExecutionProvider"])
+        cls._check_signature(spec, session)
+        predictor = cls(spec, session)
         predictor.warm_up()
         return predictor
 
     @staticmethod
-    def _check_signature(manifest: Manifest, session: ort.InferenceSession) -> None:
+    def _check_signature(spec: ModelSpec, session: ort.InferenceSession) -> None:
         inputs = {i.name: i for i in session.get_inputs()}
         outputs = {o.name for o in session.get_outputs()}
-        if manifest.input_name not in inputs or manifest.output_name not in outputs:
+        if spec.input_name not in inputs or spec.output_name not in outputs:
             raise PredictorError(
                 f"graph has inputs {sorted(inputs)} and outputs {sorted(outputs)}; the manifest names "
-                f"{manifest.input_name!r} -> {manifest.output_name!r}"
+                f"{spec.input_name!r} -> {spec.output_name!r}"
             )
-        shape = inputs[manifest.input_name].shape
-        if len(shape) != 3 or (isinstance(shape[2], int) and shape[2] != len(manifest.features)):
-            raise PredictorError(
-                f"input shape {shape} is not (batch, time, {len(manifest.features)} features)"
-            )
+        shape = inputs[spec.input_name].shape
+        if len(shape) != 3 or (isinstance(shape[2], int) and shape[2] != len(spec.features)):
+            raise PredictorError(f"input shape {shape} is not (batch, time, {len(spec.features)} features)")
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """float32 ``(batch, time, features)`` -> float32 ``(batch, horizon, targets)``, raw units."""
@@ -103,5 +107,5 @@ class OnnxPredictor:
 
     def warm_up(self) -> None:
         """One inference: the first run allocates and plans, so no client request pays for it."""
-        x = warm_up_input(self._manifest)
-        check_output(self._manifest, x, self.predict(x))
+        x = warm_up_input(self._spec)
+        check_output(self._spec, x, self.predict(x))

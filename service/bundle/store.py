@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from service.bundle.manifest import MANIFEST_FILE, MODEL_FILE, SCHEMA_VERSION, Manifest, valid_name
+from service.bundle.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, valid_name
 
 CURRENT_FILE = "CURRENT"
 HISTORY_FILE = "HISTORY"  # JSON lines: every change of CURRENT, oldest first
@@ -254,25 +254,14 @@ def bundle_dir(model_dir: Path, name: str, version: str) -> Path:
 
 
 def load_manifest(bundle: Path) -> Manifest:
-    """Read and validate ``manifest.json`` of a bundle directory.
-
-    Forward compatible within a schema version: top-level fields this code does
-    not know (a newer trainer's additions, which by the contract only describe
-    the bundle) are dropped, so a service upgraded after its trainer still
-    serves new bundles. A field that changes how a bundle must be served comes
-    with a new ``schema_version``, which this code refuses. Everything else is
-    validated strictly (nested objects, types, the hash).
-    """
+    """Read and validate ``manifest.json`` of a bundle directory (see ``Manifest.from_stored``)."""
     path = Path(bundle) / MANIFEST_FILE
     try:
         text = path.read_text()
     except OSError as exc:
         raise StoreError(f"{path}: cannot read manifest: {exc.strerror or exc}") from exc
     try:
-        raw = json.loads(text)
-        if isinstance(raw, dict) and raw.get("schema_version", SCHEMA_VERSION) == SCHEMA_VERSION:
-            raw = {k: v for k, v in raw.items() if k in Manifest.model_fields}
-        return Manifest.model_validate(raw)
+        return Manifest.from_stored(json.loads(text))
     except RecursionError:  # absurdly deep JSON: json.loads recurses
         raise StoreError(f"{path}: invalid manifest: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError and ValidationError are ValueErrors

@@ -150,9 +150,9 @@ async function main() {
   document.getElementById("description").textContent = doc.info.description || "";
   try {  // prefill the model name in "try it" forms with the first model served
     const models = await (await fetch("/v1/models")).json();
-    const first = models.models.find((m) => m.input_window) || models.models[0];
+    const first = models.models.find((m) => m.spec) || models.models[0];
     window.SEQCAST_MODEL = first ? first.name : "";
-    window.SEQCAST_WINDOW = first && first.input_window ? first.input_window.length : 0;
+    window.SEQCAST_WINDOW = first && first.spec ? first.spec.input_window.length : 0;
   } catch (e) { window.SEQCAST_MODEL = ""; }
   container.replaceChildren();
   const toc = document.getElementById("toc");
