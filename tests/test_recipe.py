@@ -65,7 +65,7 @@ def test_a_config_with_only_data_and_horizon_resolves_splits_and_window(tmp_path
     resolved = recipe.resolve(cfg, ds, 12)
     assert resolved.split.test == 6  # one horizon, as in the M4 protocol
     assert resolved.split.val == 6 + recipe.VAL_ORIGINS - 1  # VAL_ORIGINS rolling origins
-    assert resolved.window.length == 24  # two seasons
+    assert resolved.window.length == 60  # five seasons: the linear candidates try 24, 36 and 60
     windows = make_windows(ds, resolved.split, resolved.window)
     assert len(windows["val"]) == recipe.VAL_ORIGINS
     assert len(windows["test"]) == 1
@@ -174,7 +174,7 @@ def test_the_manifest_and_report_record_every_candidate(tmp_path):
     assert run.choice.chosen in text and "validation windows" in text
 
 
-@pytest.mark.parametrize("kind", ["base", "combination", "ridge", "network"])
+@pytest.mark.parametrize("kind", ["base", "combination", "ridge", "network", "log"])
 def test_every_candidate_kind_exports_with_parity(tmp_path, kind):
     from service.bundle.manifest import NetworkSpec
     from training.models import build_model, model_spec
@@ -192,6 +192,7 @@ def test_every_candidate_kind_exports_with_parity(tmp_path, kind):
         "combination": "mean(seasonal_theta[12, 0.3], drift)",
         "ridge": "ridge[1]",
         "network": "seasonal_naive[12]",
+        "log": "holt_winters[12, 0.5, 0.05, 0.1, 0.98]",
     }[kind]
     matrix = (
         np.mean([every["seasonal_theta[12, 0.3]"], every["drift"]], axis=0)
@@ -200,6 +201,8 @@ def test_every_candidate_kind_exports_with_parity(tmp_path, kind):
     )
     if kind == "network":
         network = NetworkSpec(cell="gru", head="direct", hidden=8, base=name)
+    elif kind == "log":  # the base forecasts the logarithms; the graph takes and returns raw values
+        network = NetworkSpec(head="none", base=name, transform="log")
     else:
         network = NetworkSpec(head="none", base=name)
     mean, std = train_statistics(ds, cfg.split)
@@ -218,7 +221,10 @@ def test_every_candidate_kind_exports_with_parity(tmp_path, kind):
     predictor = OnnxPredictor.from_bytes(onnx_bytes, model.spec)
     real = np.concatenate([x, windows["val"].x])
     check_parity(model, predictor, real, float(np.std(windows["train"].y)))
-    expected = bases.apply(matrix, real[..., :1])
+    if kind == "log":
+        expected = np.exp(bases.apply(matrix, np.log(real[..., :1])))
+    else:
+        expected = bases.apply(matrix, real[..., :1])
     got = predictor.predict(real)
     if kind == "network":
         assert not np.allclose(got, expected, atol=1e-3)  # the correction is in the graph
