@@ -51,7 +51,7 @@ Space = Literal["raw", "log"]  # where a candidate forecasts: raw values or thei
 _TRANSFORM: dict[Space, Literal["none", "log"]] = {"raw": "none", "log": "log"}
 
 RIDGE_PENALTIES = (0.1, 1.0, 10.0)
-COMBINE = (2, 3, 4)  # combination sizes tried, best-of-family first
+COMBINE = (2, 3, 4, 5)  # combination sizes tried, best-of-family first
 NETWORK_CELLS: tuple[Literal["gru", "lstm"], ...] = ("gru", "lstm")
 NETWORK_MARGIN = 0.02  # a network must beat the best linear candidate by 2 % on validation
 MIN_TRAIN_WINDOWS = 8  # per series, below which the window or the validation is shortened
