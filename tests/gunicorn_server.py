@@ -11,13 +11,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
 GUNICORN = Path(sys.executable).parent / "gunicorn"
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -37,6 +40,49 @@ def call(url: str, body: Any = None, timeout: float = 10) -> tuple[int, dict[str
         return e.code, dict(e.headers), e.read()
 
 
+def wait_until(condition: Callable[[], T | None], timeout: float, what: str | Callable[[], str]) -> T:
+    """Poll ``condition`` until it returns something true, and return that; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what if isinstance(what, str) else what()}")
+        time.sleep(0.05)  # the polling interval, not a wait for anything in particular
+    return result
+
+
+Labels = frozenset[tuple[str, str]]
+
+
+def scrape(base: str) -> dict[tuple[str, Labels], float]:
+    """Every sample of ``/metrics`` (summed over the workers): ``{(sample name, labels): value}``."""
+    status, _, body = call(f"{base}/metrics")
+    assert status == 200, body
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+
+
+def sample(samples: dict[tuple[str, Labels], float], name: str, **labels: str) -> float | None:
+    """The value of one sample of a ``scrape``, or None if it is not there."""
+    return samples.get((name, frozenset(labels.items())))
+
+
+def served_by_every_worker(base: str, name: str, version: str, *previous: str) -> bool:
+    """Whether every live worker serves ``name`` at ``version`` and none at a ``previous`` one.
+
+    ``seqcast_model_info`` is a ``livemax`` gauge: a worker sets its old version to 0
+    and its new one to 1 after the swap, and the scrape shows the maximum over the
+    live workers, so an old version reads 1 while any worker still serves it.
+    """
+    samples = scrape(base)
+    info = "seqcast_model_info"
+    return sample(samples, info, model=name, version=version) == 1 and all(
+        sample(samples, info, model=name, version=v) == 0 for v in previous
+    )
+
+
 @contextmanager
 def gunicorn(
     model_dir: Path, log: Path, workers: int = 2, **settings: str
@@ -47,6 +93,8 @@ def gunicorn(
     """
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEQCAST_", "PROMETHEUS_"))}
+    # The server runs this checkout's code (not another one installed in the venv in editable mode).
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     env |= {"SEQCAST_MODEL_DIR": str(model_dir), "SEQCAST_BIND": f"127.0.0.1:{port}",
             "SEQCAST_WORKERS": str(workers), "SEQCAST_THREADS": "1", "SEQCAST_TIMEOUT": "20",
             "SEQCAST_GRACEFUL_TIMEOUT": "5", **settings}  # fmt: skip
@@ -57,18 +105,18 @@ def gunicorn(
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def ready() -> bool:
             assert proc.poll() is None, log.read_text()
             # Ready, and every worker booted: one may answer while another still imports.
-            booted = log.read_text().count("loaded and warmed up") >= workers
+            if log.read_text().count("loaded and warmed up") < workers:
+                return False
             try:
-                if booted and call(f"{base}/readyz", timeout=2)[0] == 200:
-                    break
+                return call(f"{base}/readyz", timeout=2)[0] == 200
             except OSError:
-                pass  # not listening yet
-            assert time.monotonic() < deadline, "not ready after 30 s:\n" + log.read_text()
-            time.sleep(0.1)
+                return False  # not listening yet
+
+        wait_until(ready, 30, lambda: "gunicorn not ready:\n" + log.read_text())
         yield base, proc
     finally:
         if proc.poll() is None:  # the test did not stop it: SIGTERM, then make sure

@@ -169,6 +169,7 @@ def test_evaluate_without_model_says_so(tmp_path, capsys):
         main(["evaluate", "--model-dir", str(tmp_path), "--name", "none", "-q"])
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(tmp_path):
     for run in ("a", "b"):
         assert main(["train", "--config", str(DEMO), "--model-dir", str(tmp_path / run), "-q", *FAST]) == 0

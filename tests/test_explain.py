@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from training.cli import main
 from training.config import load_config
@@ -26,6 +27,7 @@ def test_untrained_cells_fade_with_distance():
     assert plot(fades)[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_cli_writes_the_plot(tmp_path, capsys):
     out = tmp_path / "fade.png"
     assert (

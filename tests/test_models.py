@@ -286,6 +286,7 @@ def _seasonal_ar_windows(phi: float, n: int, seed: int, length: int = 15, horizo
     return Windows(x=x, y=target, series=np.zeros(len(origins), dtype=np.int64), origin=origins)
 
 
+@pytest.mark.slow
 def test_base_damping_auto_picks_the_damping_of_the_data_and_keeps_it():
     train = _seasonal_ar_windows(0.9, 400, seed=0)
     val = _seasonal_ar_windows(0.9, 300, seed=1)
@@ -308,6 +309,7 @@ def test_base_damping_auto_picks_the_damping_of_the_data_and_keeps_it():
     assert losses[chosen] < 0.8 * losses[0.0]
 
 
+@pytest.mark.slow
 def test_damped_base_exports_with_parity_and_round_trips(tmp_path):
     windows = _seasonal_ar_windows(0.9, 300, seed=2)
     cfg = NetworkSpec(head="direct", hidden=8, base_lag=7, base_damping="auto")
@@ -328,6 +330,7 @@ def test_damped_base_exports_with_parity_and_round_trips(tmp_path):
         torch.testing.assert_close(again(x), model(x))
 
 
+@pytest.mark.slow
 def test_validate_initial_keeps_untrained_weights_when_no_epoch_improves(airline):
     ds, windows = airline
     cfg = tiny_config(base_lag=12)

@@ -177,7 +177,7 @@ def test_a_killed_job_leaves_nothing_to_trip_over(tmp_path):
         from training.retrain import model_lock
         with model_lock(Path({str(models)!r}), "demo"):
             print("locked", flush=True)
-            time.sleep(60)
+            time.sleep(60)  # holds the lock until the test kills it (SIGKILL, long before)
     """),
         ],
         stdout=subprocess.PIPE,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from gunicorn_server import call, gunicorn
+from gunicorn_server import call, gunicorn, sample, scrape, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,19 +64,16 @@ def test_gunicorn_serves_the_pytorch_answer_and_stops_cleanly(server: Any, tiny_
     # reaches exactly 20 within a few flushes, and never passes it.
     for _ in range(20):
         assert call(f"{base}/healthz")[0] == 200
-    deadline = time.monotonic() + 5
-    while True:
-        text = call(f"{base}/metrics")[2].decode()
-        line = next(
-            li
-            for li in text.splitlines()
-            if li.startswith("seqcast_http_requests_total") and '"/healthz"' in li
-        )
-        if line.endswith(" 20.0") or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert line.endswith(" 20.0"), line
-    assert f'seqcast_model_info{{model="{name}",version="{version}"}} 1.0' in text
+
+    def healthz(samples: dict[Any, float]) -> float | None:
+        return sample(samples, "seqcast_http_requests_total", method="GET", route="/healthz", status="200")
+
+    def counted() -> dict[Any, float] | None:
+        samples = scrape(base)
+        return samples if healthz(samples) == 20 else None
+
+    samples = wait_until(counted, 5, lambda: f"20 /healthz in /metrics, not {healthz(scrape(base))}")
+    assert sample(samples, "seqcast_model_info", model=name, version=version) == 1
 
     # Sessions live in the workers only: the master never even loads onnxruntime.
     assert "onnxruntime" not in Path(f"/proc/{proc.pid}/maps").read_text()

@@ -16,7 +16,7 @@ newest value, column ``length - 1``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +28,11 @@ class Base:
 
     name: str
     matrix: np.ndarray  # (horizon, length), rows sum to 1
+
+
+# (alpha, beta, phi) of the Holt and Holt-Winters bases: slow and fast levels, a trend that
+# adapts little or much, damped (phi 0.9) or nearly linear (0.98), as ETS's usual ranges.
+HOLT_GRID = [(a, b, p) for a in (0.2, 0.5, 0.8) for b in (0.05, 0.2) for p in (0.9, 0.98)]
 
 
 def naive(length: int, horizon: int) -> np.ndarray:
@@ -120,6 +125,67 @@ def theta(length: int, horizon: int, alpha: float, lag: int = 1) -> np.ndarray:
     return m + 0.5 * steps[:, None] * slope[None, :]
 
 
+def seasonal_drift(length: int, horizon: int, lag: int) -> np.ndarray:
+    """Seasonal naive plus the window's mean change from one season to the next, once per season
+    ahead (a seasonal random walk with drift)."""
+    if length < 2 * lag:
+        raise ValueError(f"a seasonal drift needs two seasons in the window, {2 * lag}, got {length}")
+    m = seasonal_naive(length, horizon, lag)
+    change = np.zeros(length)  # mean of x[i] - x[i - lag] over the window
+    change[-lag:] += 1.0 / (length - lag)
+    change[:lag] -= 1.0 / (length - lag)
+    seasons_ahead = np.arange(horizon) // lag + 1
+    return m + seasons_ahead[:, None] * change[None, :]
+
+
+def _recursion(length: int, run: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The matrix of a linear forecasting recursion: ``run`` maps windows ``(length, n)`` (one per
+    column) to forecasts ``(horizon, n)`` linearly, so its answers on the unit windows are the
+    columns of the matrix."""
+    return run(np.eye(length))
+
+
+def holt(length: int, horizon: int, alpha: float, beta: float, phi: float) -> np.ndarray:
+    """Holt's linear trend, damped by ``phi`` (ETS(A,Ad,N) with fixed smoothing), started from the
+    window's first two values."""
+
+    def run(x: np.ndarray) -> np.ndarray:
+        level, trend = x[0], x[1] - x[0]
+        for t in range(1, length):
+            previous = level
+            level = alpha * x[t] + (1 - alpha) * (level + phi * trend)
+            trend = beta * (level - previous) + (1 - beta) * phi * trend
+        damped = np.cumsum(phi ** np.arange(1, horizon + 1))
+        return level[None, :] + damped[:, None] * trend[None, :]
+
+    return _recursion(length, run)
+
+
+def holt_winters(
+    length: int, horizon: int, lag: int, alpha: float, beta: float, gamma: float, phi: float
+) -> np.ndarray:
+    """Additive Holt-Winters with a damped trend (ETS(A,Ad,A) with fixed smoothing): level and
+    season started from the first season of the window, the trend from the first two."""
+    if length < 2 * lag:
+        raise ValueError(f"Holt-Winters needs two seasons in the window, {2 * lag}, got {length}")
+
+    def run(x: np.ndarray) -> np.ndarray:
+        first, second = x[:lag].mean(axis=0), x[lag : 2 * lag].mean(axis=0)
+        level, trend = first, (second - first) / lag
+        season = list(x[:lag] - first)  # season[t % lag] for t in the window
+        for t in range(lag, length):
+            previous = level
+            s = season[t % lag]
+            level = alpha * (x[t] - s) + (1 - alpha) * (level + phi * trend)
+            trend = beta * (level - previous) + (1 - beta) * phi * trend
+            season[t % lag] = gamma * (x[t] - level) + (1 - gamma) * s
+        damped = np.cumsum(phi ** np.arange(1, horizon + 1))
+        ahead = [season[(length + k) % lag] for k in range(horizon)]
+        return level[None, :] + damped[:, None] * trend[None, :] + np.stack(ahead)
+
+    return _recursion(length, run)
+
+
 def ridge(windows: np.ndarray, targets: np.ndarray, penalty: float) -> np.ndarray:
     """A linear forecast fitted by ridge regression on training windows (NLinear: relative to the
     last value, each window divided by its own spread).
@@ -150,6 +216,16 @@ def fixed(length: int, horizon: int, season: int) -> Iterator[Base]:
         if length > lag:
             for phi in (0.5, 0.8, 0.9, 0.95, 0.99):
                 yield Base(f"damped_seasonal[{lag}, {phi:g}]", damped_seasonal(length, horizon, lag, phi))
+    for lag in lags:
+        if length >= 2 * lag:
+            yield Base(f"seasonal_drift[{lag}]", seasonal_drift(length, horizon, lag))
+    for alpha, beta, phi in HOLT_GRID:
+        yield Base(f"holt[{alpha:g}, {beta:g}, {phi:g}]", holt(length, horizon, alpha, beta, phi))
+        for lag in lags:
+            if length >= 2 * lag:
+                for gamma in (0.1, 0.3):
+                    name = f"holt_winters[{lag}, {alpha:g}, {beta:g}, {gamma:g}, {phi:g}]"
+                    yield Base(name, holt_winters(length, horizon, lag, alpha, beta, gamma, phi))
     for alpha in (0.1, 0.2, 0.3, 0.5, 0.7, 0.9):
         yield Base(f"ses[{alpha:g}]", ses(length, horizon, alpha))
         yield Base(f"theta[{alpha:g}]", theta(length, horizon, alpha))

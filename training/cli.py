@@ -108,12 +108,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training.config import load_config
     from training.evaluate import format_table
     from training.pipeline import export_run, publish, save_checkpoint, train_run
+    from training.recipe import verdict
 
     cfg = load_config(args.config, _overrides(args))
     run = train_run(cfg)
     exported = export_run(run)
     metrics = exported.manifest.metrics
     assert metrics is not None  # export_run scores the test split
+    if run.choice is not None:  # the automatic recipe: what won and whether a baseline did
+        print(verdict(run.choice) + " (every candidate: report/selection.txt in the bundle)\n")
     print(format_table(metrics, f"{cfg.name} (onnxruntime): {metrics.split}"))
     if args.checkpoint:
         save_checkpoint(run, args.checkpoint)

@@ -226,8 +226,10 @@ class Forecaster(nn.Module):
         Training computes the loss here, in normalised units, so series of
         different sizes weigh the same.
         """
-        xn, loc, scale = self.scaler(x)
         nt = self.n_targets
+        if self.spec.network.transform == "log":
+            x = torch.cat([torch.log(x[..., :nt]), x[..., nt:]], dim=-1)
+        xn, loc, scale = self.scaler(x)
         if self.head is None:
             return self.base(xn), loc[..., :nt], scale[..., :nt]
         yn = self.head(xn)
@@ -244,9 +246,14 @@ class Forecaster(nn.Module):
         window = xn[:, -length:, : self.n_targets]  # (batch, length, targets)
         return torch.matmul(self.base_matrix, window)  # (horizon, length) @ -> (batch, horizon, targets)
 
+    def transform_targets(self, y: torch.Tensor) -> torch.Tensor:
+        """Raw targets ``(batch, horizon, targets)`` in the space ``forward_scaled`` works in."""
+        return torch.log(y) if self.spec.network.transform == "log" else y
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         yn, loc, scale = self.forward_scaled(x)
-        return yn * scale + loc
+        y = yn * scale + loc
+        return torch.exp(y) if self.spec.network.transform == "log" else y
 
 
 class Ensemble(nn.Module):
@@ -268,6 +275,9 @@ class Ensemble(nn.Module):
         parts = [cast(Forecaster, m).forward_scaled(x) for m in self.members]
         yn = torch.stack([p[0] for p in parts]).mean(dim=0)
         return yn, parts[0][1], parts[0][2]
+
+    def transform_targets(self, y: torch.Tensor) -> torch.Tensor:
+        return cast(Forecaster, self.members[0]).transform_targets(y)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(x) for m in self.members]).mean(dim=0)

@@ -16,12 +16,16 @@ mean absolute error scaled per series (MASE on the validation windows):
    network learns what remains. Training starts at the base ("epoch 0"), so a
    network that cannot improve on it ends as the base.
 
-The winner has the lowest validation score; a network must beat the best
-linear candidate by ``NETWORK_MARGIN`` too, because its early stopping has
-already looked at the same windows. Naive and seasonal naive are always
-candidates, so the model chosen never scores worse on validation than the
-better of them. A linear winner is refitted on the training and validation
-windows before export (its choice is kept); everything is one ONNX graph.
+The winner has the lowest validation score, with two guard rails against the
+luck of the best of 40 candidates on the windows that chose it: any candidate
+must beat the better of naive and seasonal naive (always candidates) by
+``BASELINE_MARGIN`` and by one standard error of the difference (the
+one-standard-error rule), so the model chosen never scores worse on validation
+than that baseline and a random walk keeps its last value; a network must beat
+the best linear candidate the same way by ``NETWORK_MARGIN``, because its early
+stopping has already looked at the same windows. A linear winner is refitted
+on the training and validation windows before export (its choice is kept);
+everything is one ONNX graph.
 """
 
 from __future__ import annotations
@@ -43,11 +47,20 @@ from training.windows import Windows, bounds, make_windows
 
 log = logging.getLogger("seqcast.recipe")
 
+Space = Literal["raw", "log"]  # where a candidate forecasts: raw values or their logarithms
+_TRANSFORM: dict[Space, Literal["none", "log"]] = {"raw": "none", "log": "log"}
+
 RIDGE_PENALTIES = (0.1, 1.0, 10.0)
-COMBINE = (2, 3, 4)  # combination sizes tried, best-of-family first
+COMBINE = (2, 3, 4, 5)  # combination sizes tried, best-of-family first
 NETWORK_CELLS: tuple[Literal["gru", "lstm"], ...] = ("gru", "lstm")
 NETWORK_MARGIN = 0.02  # a network must beat the best linear candidate by 2 % on validation
 MIN_TRAIN_WINDOWS = 8  # per series, below which the window or the validation is shortened
+# Rolling origins in the validation split when the series allow it: with a handful of origins
+# (a short horizon gives h + 1) the ranking of 40 candidates is noise.
+VAL_ORIGINS = 24
+BASELINE_MARGIN = 0.01  # a candidate must beat the better of naive and seasonal naive by 1 %
+STOP_SHARE = 0.2  # the newest training origins of each series that decide a network's early stopping
+MIN_BLOCKS = 4  # blocks of validation windows needed to estimate a standard error
 
 
 @dataclass
@@ -72,7 +85,7 @@ class Choice:
     @property
     def baseline_won(self) -> bool:
         """Whether the chosen model is the naive or the seasonal naive forecast itself."""
-        return self.chosen == "naive" or self.chosen.startswith("seasonal_naive[")
+        return _is_baseline(self.chosen)
 
     def record(self) -> Selection:
         """The manifest's account of the choice."""
@@ -97,26 +110,45 @@ def seasons(season: int, frequency: str | None) -> list[int]:
 
 def resolve(cfg: Config, ds: Dataset, season: int) -> Config:
     """Fill in what follows from the horizon, the season and the data: the test split (one
-    horizon, as in the M4 protocol), the validation split (two horizons: horizon + 1 origins)
-    and the window (two seasons or two horizons), shortened for short series."""
+    horizon, as in the M4 protocol), the validation split (``VAL_ORIGINS`` rolling origins, at
+    least two horizons) and the window (five seasons or four horizons: the linear candidates
+    try shorter spans inside it), shortened for short series."""
     h = cfg.window.horizon
     test = cfg.split.test or h
     n = min(len(s.values) for s in ds.series)
     lags = seasons(season, ds.frequency)
     longest = max(lags, default=1)
-    length = cfg.window.length or max(2 * longest, 2 * h, 8)
-    val = cfg.split.val or 2 * h
+    # Longest first: five seasons (two for weekly cycles of sub-daily data) or four horizons, so
+    # the linear candidates can try every span of window_lengths; shortened for short series.
+    preferred = [k * longest for k in ((5, 3, 2) if longest < 100 else (2,)) if longest > 1]
+    spans = [max(n, 2 * h, 8) for n in preferred] or [max(4 * h, 8)]
+    length = cfg.window.length or spans[0]
+    val = cfg.split.val or h + max(h, VAL_ORIGINS - 1)
 
     def room(length: int, val: int) -> int:  # training windows per series of the shortest
         return n - test - val - length - h + 1
 
-    if cfg.window.length is None:
-        for shorter in (max(longest + 1, 2 * h, 8), max(longest + 1, h, 4), max(h, 4)):
+    def fewer_origins(val: int, least: int) -> int:  # the validation split, shortened to make room
+        return max(least, min(val, val - (MIN_TRAIN_WINDOWS - room(length, val))))
+
+    def shorter_window(length: int, options: list[int]) -> int:
+        for shorter in options:
             if room(length, val) >= MIN_TRAIN_WINDOWS:
                 break
             length = min(length, shorter)
-    if cfg.split.val is None and room(length, val) < MIN_TRAIN_WINDOWS:
-        val = h
+        return length
+
+    # Short series give up, in turn: window spans down to two seasons, validation origins down
+    # to two horizons' worth, the rest of the window, then validation down to one horizon.
+    if cfg.window.length is None:
+        length = shorter_window(length, spans[1:])
+    if cfg.split.val is None:
+        val = fewer_origins(val, 2 * h)
+    if cfg.window.length is None:
+        tail = [max(longest + 1, 2 * h, 8), max(longest + 1, h, 4), max(h, 4)]
+        length = shorter_window(length, tail)
+    if cfg.split.val is None:
+        val = fewer_origins(val, h)
     if room(length, val) < 1:
         raise DataError(
             f"the shortest series has {n} points: too short for horizon {h} with a test split of {test}, "
@@ -146,19 +178,51 @@ def _scales(ds: Dataset, split: SplitConfig, season: int) -> np.ndarray:
 
 
 class Validation:
-    """Scores forecasts of the validation windows: mean absolute error scaled per series."""
+    """Scores forecasts of the validation windows: mean absolute error scaled per series, and
+    whether one candidate is clearly better than another."""
 
     def __init__(self, windows: Windows, scales: np.ndarray) -> None:
         self.windows = windows
         self.scale = scales[windows.series][:, None, :]  # (n, 1, targets)
+        self.errors: dict[str, np.ndarray] = {}  # candidate -> (n,) scaled error per window
 
-    def score(self, pred: np.ndarray) -> float:
-        """``pred``: ``(n, horizon, targets)`` raw."""
-        return float(np.mean(np.abs(pred - self.windows.y) / self.scale))
+    def score(self, name: str, pred: np.ndarray) -> float:
+        """``pred``: ``(n, horizon, targets)`` raw; remembers the candidate's errors by ``name``."""
+        errors = np.mean(np.abs(pred - self.windows.y) / self.scale, axis=(1, 2))
+        self.errors[name] = errors
+        return float(errors.mean())
 
-    def score_base(self, matrix: np.ndarray) -> float:
+    def score_base(self, name: str, matrix: np.ndarray, space: Space = "raw") -> float:
         nt = self.windows.y.shape[2]
-        return self.score(bases.apply(matrix, self.windows.x[..., :nt]))
+        x = self.windows.x[..., :nt]
+        if space == "log":
+            return self.score(name, np.exp(bases.apply(matrix, np.log(x))))
+        return self.score(name, bases.apply(matrix, x))
+
+    def standard_error(self, a: str, b: str) -> float:
+        """Standard error of the mean difference of two candidates' errors.
+
+        Windows of neighbouring origins overlap and share their errors, so the
+        difference is averaged over blocks of ``horizon`` consecutive origins of
+        one series first; the blocks are close to independent. 0 when there
+        are fewer than ``MIN_BLOCKS`` blocks to tell.
+        """
+        diff = self.errors[a] - self.errors[b]
+        horizon = self.windows.y.shape[1]
+        means = []
+        for k in np.unique(self.windows.series):
+            rows = np.flatnonzero(self.windows.series == k)
+            d = diff[rows[np.argsort(self.windows.origin[rows])]]
+            means += [d[i : i + horizon].mean() for i in range(0, len(d) - horizon + 1, horizon)]
+        if len(means) < MIN_BLOCKS:
+            return 0.0
+        return float(np.std(means, ddof=1) / np.sqrt(len(means)))
+
+    def clearly_better(self, candidate: Scored, reference: Scored, margin: float) -> bool:
+        """Lower by ``margin`` (a fraction) and by one standard error of the difference (the
+        one-standard-error rule): the best of 40 candidates is lucky on the windows that chose it."""
+        gain = reference.score - candidate.score
+        return gain > margin * reference.score and gain > self.standard_error(candidate.name, reference.name)
 
 
 def _flat(windows: Windows) -> tuple[np.ndarray, np.ndarray]:
@@ -169,33 +233,109 @@ def _flat(windows: Windows) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def window_lengths(length: int, horizon: int, lags: list[int]) -> list[int]:
+    """The spans of history the linear candidates try, longest (the whole input window) first:
+    two, three and five seasons, or two and four horizons, as far as the window reaches. A base
+    over a shorter span reads only the window's newest steps (its matrix is zero before them)."""
+    season = max(lags, default=1)
+    spans = {length} | {k * season for k in (2, 3, 5) if season > 1} | {2 * horizon, 4 * horizon}
+    return sorted((n for n in spans if max(8, season + 1) <= n <= length), reverse=True) or [length]
+
+
+def _padded(matrix: np.ndarray, length: int) -> np.ndarray:
+    """A base over the newest ``matrix.shape[1]`` steps as a base over ``length`` steps."""
+    out = np.zeros((matrix.shape[0], length))
+    out[:, length - matrix.shape[1] :] = matrix
+    return out
+
+
 def linear_candidates(train: Windows, length: int, horizon: int, lags: list[int]) -> dict[str, np.ndarray]:
-    """Name -> matrix of every fixed base and every ridge fit on ``train``."""
-    found = {}
-    for lag in lags or [1]:
-        for b in bases.fixed(length, horizon, lag if lag > 1 else 1):
-            found[b.name] = b.matrix
+    """Name -> ``(horizon, length)`` matrix of every fixed base and every ridge fit on ``train``, over
+    each span of ``window_lengths`` (``name@span`` for the shorter ones; a base that reads the
+    same steps at every span, as naive does, is listed once)."""
+    found: dict[str, np.ndarray] = {}
     x, y = _flat(train)
-    for penalty in RIDGE_PENALTIES:
-        found[f"ridge[{penalty:g}]"] = bases.ridge(x, y, penalty)
+    for span in window_lengths(length, horizon, lags):
+        tag = "" if span == length else f"@{span}"
+        for lag in lags or [1]:
+            for b in bases.fixed(span, horizon, lag):
+                matrix = _padded(b.matrix, length)
+                if b.name in found and np.array_equal(found[b.name], matrix):
+                    continue
+                found.setdefault(b.name + tag, matrix)
+        for penalty in RIDGE_PENALTIES:
+            found[f"ridge[{penalty:g}]{tag}"] = _padded(bases.ridge(x[:, -span:], y, penalty), length)
     return found
 
 
-def refit(name: str, parts: list[str], windows: list[Windows], length: int, horizon: int,
-          lags: list[int]) -> np.ndarray:  # fmt: skip
-    """The matrix of a linear candidate, its ridge members fitted again on ``windows`` together."""
-    merged = Windows(
+def _in_space(windows: Windows, space: Space) -> Windows:
+    """The windows with their targets as the model of ``space`` sees them (logarithms for log)."""
+    if space == "raw":
+        return windows
+    nt = windows.y.shape[2]
+    x = windows.x.copy()
+    x[..., :nt] = np.log(x[..., :nt])
+    return Windows(x, np.log(windows.y), windows.series, windows.origin)
+
+
+def _merged(windows: list[Windows]) -> Windows:
+    return Windows(
         x=np.concatenate([w.x for w in windows]),
         y=np.concatenate([w.y for w in windows]),
         series=np.concatenate([w.series for w in windows]),
         origin=np.concatenate([w.origin for w in windows]),
     )
-    every = linear_candidates(merged, length, horizon, lags)
-    return np.mean([every[p] for p in parts], axis=0)
+
+
+def _bare(name: str) -> tuple[Space, str]:
+    """``"log mean(...)"`` -> ``("log", "mean(...)")``: a candidate's space and its base's name."""
+    return ("log", name[4:]) if name.startswith("log ") else ("raw", name)
+
+
+def refit(parts: list[str], windows: Windows, length: int, horizon: int, lags: list[int]) -> np.ndarray:
+    """The matrix of a linear candidate (the mean of ``parts``), its ridge members fitted again on
+    ``windows`` (raw; moved to the candidate's space here)."""
+    space = _bare(parts[0])[0]
+    every = linear_candidates(_in_space(windows, space), length, horizon, lags)
+    return np.mean([every[_bare(p)[1]] for p in parts], axis=0)
+
+
+def _rows(windows: Windows, rows: np.ndarray) -> Windows:
+    return Windows(windows.x[rows], windows.y[rows], windows.series[rows], windows.origin[rows])
+
+
+def stopping_split(train: Windows, horizon: int) -> tuple[Windows, Windows]:
+    """The training windows cut by time in each series: ``(fit, stop)``.
+
+    The newest ``STOP_SHARE`` of each series' origins decide a network's early
+    stopping; it trains on the windows whose targets end before them. So a
+    network, like every linear candidate, is ranked on validation windows that
+    chose none of its settings: stopping on the ranking windows themselves let
+    a network "beat" the last value of a random walk.
+    """
+    fit, stop = [], []
+    for k in np.unique(train.series):
+        rows = np.flatnonzero(train.series == k)
+        origins = np.sort(train.origin[rows])
+        cutoff = origins[min(len(origins) - 1, int(len(origins) * (1 - STOP_SHARE)))]
+        stop.append(rows[train.origin[rows] >= cutoff])
+        fit.append(rows[train.origin[rows] + horizon <= cutoff])
+    return _rows(train, np.concatenate(fit)), _rows(train, np.concatenate(stop))
+
+
+def _positive(ds: Dataset, split: SplitConfig) -> bool:
+    """Whether every target value before the test split is positive (so logarithms exist)."""
+    nt = len(ds.targets)
+    return all(bool(np.all(s.values[: bounds(len(s.values), split)[1], :nt] > 0)) for s in ds.series)
+
+
+def _is_baseline(name: str) -> bool:
+    return name == "naive" or name.startswith("seasonal_naive[")
 
 
 def _family(name: str) -> str:
-    return name.split("[")[0]
+    space, bare = _bare(name)
+    return space + " " + bare.split("[")[0].split("@")[0]
 
 
 def choose(
@@ -207,58 +347,81 @@ def choose(
     assert length is not None
     lags = [lag for lag in seasons(season, ds.frequency) if lag <= length]
     val = Validation(windows["val"], _scales(ds, cfg.split, season))
-    linear = linear_candidates(windows["train"], length, horizon, lags)
-    scored = [Scored(name, "base", val.score_base(m)) for name, m in linear.items()]
-    members: dict[str, list[str]] = {name: [name] for name in linear}
-    best_of_family: dict[str, Scored] = {}
-    for s in sorted(scored, key=lambda s: s.score):
-        best_of_family.setdefault(_family(s.name), s)
-    ranked = sorted(best_of_family.values(), key=lambda s: s.score)
-    for k in COMBINE:
-        if len(ranked) >= k:
-            parts = [s.name for s in ranked[:k]]
-            name = "mean(" + ", ".join(parts) + ")"
-            linear[name] = np.mean([linear[p] for p in parts], axis=0)
-            members[name] = parts
-            scored.append(Scored(name, "combination", val.score_base(linear[name])))
-    best_linear = min(scored, key=lambda s: s.score)
-    baselines = [s.score for s in scored if s.name == "naive" or s.name.startswith("seasonal_naive[")]
-    baseline = min(baselines)
+    spaces: list[Space] = ["raw"]
+    if _positive(ds, cfg.split):
+        spaces.append("log")  # for seasonal swings that grow with the level (airline passengers)
+    linear: dict[str, np.ndarray] = {}  # candidate -> matrix, in the candidate's space
+    members: dict[str, list[str]] = {}  # candidate -> the candidates it averages
+    scored: list[Scored] = []
+    for space in spaces:
+        prefix = "log " if space == "log" else ""
+        found = {
+            prefix + n: m
+            for n, m in linear_candidates(_in_space(windows["train"], space), length, horizon, lags).items()
+        }
+        here = [Scored(name, "base", val.score_base(name, m, space)) for name, m in found.items()]
+        linear |= found
+        members |= {name: [name] for name in found}
+        best_of_family: dict[str, Scored] = {}
+        for c in sorted(here, key=lambda c: c.score):
+            best_of_family.setdefault(_family(c.name), c)
+        ranked = sorted(best_of_family.values(), key=lambda c: c.score)
+        for k in COMBINE:
+            if len(ranked) >= k:
+                parts = [c.name for c in ranked[:k]]
+                name = prefix + "mean(" + ", ".join(_bare(p)[1] for p in parts) + ")"
+                linear[name] = np.mean([linear[p] for p in parts], axis=0)
+                members[name] = parts
+                here.append(Scored(name, "combination", val.score_base(name, linear[name], space)))
+        scored += here
+    best_baseline = min((c for c in scored if _is_baseline(c.name)), key=lambda c: c.score)
+    baseline = best_baseline.score
+    best_linear = min(scored, key=lambda c: c.score)
+    if not val.clearly_better(best_linear, best_baseline, BASELINE_MARGIN):
+        best_linear = best_baseline  # a random walk's last value, not the noise that beat it by a hair
     log.info("recipe: best linear candidate %s (validation MASE %.4f)", best_linear.name, best_linear.score)
 
     nets: list[tuple[Scored, Forecaster, TrainResult]] = []
+    fit_windows, stop_windows = stopping_split(windows["train"], horizon)
+    notes: list[str] = []
+    cells = NETWORK_CELLS
+    if len(fit_windows) < MIN_TRAIN_WINDOWS * len(ds.series):
+        cells = ()
+        notes.append(f"no network candidates: {len(fit_windows)} training windows are too few to train one")
     cell: Literal["rnn", "lstm", "gru"]
-    for cell in NETWORK_CELLS:
-        network = NetworkSpec(cell=cell, head="direct", hidden=32, base=best_linear.name)
+    for cell in cells:
+        space, base = _bare(best_linear.name)
+        network = NetworkSpec(cell=cell, head="direct", hidden=32, base=base, transform=_TRANSFORM[space])
         spec = model_spec(network, ds.features, ds.targets, length, horizon, ds.frequency)
         seed_everything(cfg.train.seed)
         model = build_model(spec, mean, std)
-        model.set_base(best_linear.name, linear[best_linear.name])
+        model.set_base(base, linear[best_linear.name])
         train_cfg = cfg.train.model_copy(update={"validate_initial": True})
-        result = fit(model, windows["train"], windows["val"], train_cfg, cfg.machine)
+        result = fit(model, fit_windows, stop_windows, train_cfg, cfg.machine)
         with torch.no_grad():
             pred = model(torch.from_numpy(windows["val"].x)).numpy()
         name = f"{cell} on {best_linear.name}"
-        nets.append((Scored(name, "network", val.score(pred)), model, result))
+        nets.append((Scored(name, "network", val.score(name, pred)), model, result))
         log.info(
             "recipe: %s validation MASE %.4f (best epoch %d)", name, nets[-1][0].score, result.best_epoch
         )
     scored += [n[0] for n in nets]
 
     best_net = min(nets, key=lambda n: n[0].score) if nets else None
-    notes = []
-    if best_net is not None and best_net[0].score < best_linear.score * (1 - NETWORK_MARGIN):
+    if best_net is not None and val.clearly_better(best_net[0], best_linear, NETWORK_MARGIN):
         chosen, model, result = best_net[0].name, best_net[1], best_net[2]
     else:
         chosen = best_linear.name
-        matrix = refit(chosen, members[chosen], [windows["train"], windows["val"]], length, horizon, lags)
-        network = NetworkSpec(head="none", base=chosen)
+        merged = _merged([windows["train"], windows["val"]])
+        matrix = refit(members[chosen], merged, length, horizon, lags)
+        space, base = _bare(chosen)
+        network = NetworkSpec(head="none", base=base, transform=_TRANSFORM[space])
         model = build_model(
             model_spec(network, ds.features, ds.targets, length, horizon, ds.frequency), mean, std
         )
-        model.set_base(chosen, matrix)
+        model.set_base(base, matrix)
         result = TrainResult(best_val=best_linear.score)
-        if any(p.startswith("ridge[") for p in members[chosen]):
+        if any(_bare(p)[1].startswith("ridge[") for p in members[chosen]):
             notes.append("the ridge part of the base was fitted again on the training and validation windows")
     ranked_all = sorted(scored, key=lambda s: s.score)
     choice = Choice(model.eval(), result, ranked_all, chosen, baseline, len(windows["val"]), notes)

@@ -126,6 +126,12 @@ class NetworkSpec(_Strict):
         "forecast; standard: training-split mean and std stored in the graph; none. Either way the "
         "graph takes and returns raw values",
     )
+    transform: Literal["none", "log"] = Field(
+        default="none",
+        description="log: the targets are modelled as their logarithms and the forecast is turned back "
+        "(exp), for positive series whose seasonal swings grow with their level; such a model takes "
+        "only positive target values. none: raw values",
+    )
     base_lag: int | None = Field(
         default=None,
         gt=0,

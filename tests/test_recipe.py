@@ -1,0 +1,232 @@
+"""The automatic recipe: splits resolved from the data, selection on rolling validation, guard
+rails, and every kind of candidate exported as one ONNX graph that matches torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from service.bundle.manifest import Manifest
+from service.bundle.predictor import OnnxPredictor
+from training import bases, recipe
+from training.config import Config
+from training.data import DataError, load_dataset
+from training.export import check_parity, to_onnx
+from training.pipeline import export_run, train_run
+from training.windows import make_windows
+
+QUICK_TRAIN = {"epochs": 20, "patience": 5}
+
+
+def _csv(tmp_path: Path, name: str, values: np.ndarray, monthly: bool = False) -> Path:
+    stamps = (
+        pd.date_range("1990-01-01", periods=len(values), freq="MS") if monthly else np.arange(len(values))
+    )
+    path = tmp_path / f"{name}.csv"
+    pd.DataFrame({"timestamp": stamps, "value": values}).to_csv(path, index=False)
+    return path
+
+
+def _config(path: Path, horizon: int, **sections: dict) -> Config:
+    return Config.model_validate(
+        {"data": {"path": path}, "window": {"horizon": horizon}, "machine": {"progress": False}, **sections}
+    )
+
+
+def _random_walk(n: int = 300, seed: int = 0) -> np.ndarray:
+    return 100 + np.cumsum(np.random.default_rng(seed).normal(size=n))
+
+
+def _seasonal(n: int = 240, seed: int = 0) -> np.ndarray:
+    t = np.arange(n)
+    return 50 + 10 * np.sin(2 * np.pi * t / 12) + 0.05 * t + np.random.default_rng(seed).normal(size=n)
+
+
+def _logistic_map(n: int = 400) -> np.ndarray:
+    """Deterministic chaos: x' = 3.9 x (1 - x). No linear forecast follows it; a small network can."""
+    x = np.empty(n)
+    x[0] = 0.3
+    for t in range(1, n):
+        x[t] = 3.9 * x[t - 1] * (1 - x[t - 1])
+    return 10 + 5 * x
+
+
+# --- what follows from the data -------------------------------------------------------------
+
+
+def test_a_config_with_only_data_and_horizon_resolves_splits_and_window(tmp_path):
+    cfg = _config(_csv(tmp_path, "s", _seasonal(), monthly=True), 6)
+    assert cfg.model is None and cfg.split.test is None and cfg.window.length is None
+    ds = load_dataset(cfg.data)
+    resolved = recipe.resolve(cfg, ds, 12)
+    assert resolved.split.test == 6  # one horizon, as in the M4 protocol
+    assert resolved.split.val == 6 + recipe.VAL_ORIGINS - 1  # VAL_ORIGINS rolling origins
+    assert resolved.window.length == 60  # five seasons: the linear candidates try 24, 36 and 60
+    windows = make_windows(ds, resolved.split, resolved.window)
+    assert len(windows["val"]) == recipe.VAL_ORIGINS
+    assert len(windows["test"]) == 1
+
+
+def test_short_series_get_a_shorter_validation_and_window_but_still_train(tmp_path):
+    # 60 quarters with a 2-year horizon: fewer validation origins, nothing overlaps the test split
+    cfg = _config(_csv(tmp_path, "q", _seasonal(60), monthly=True), 8)
+    ds = load_dataset(cfg.data)
+    resolved = recipe.resolve(cfg, ds, 4)
+    test, val, length = resolved.split.test, resolved.split.val, resolved.window.length
+    assert test == 8 and length is not None and val is not None
+    assert 16 <= val < 8 + recipe.VAL_ORIGINS - 1 and 5 <= length <= 16
+    assert 60 - test - val - length - 8 + 1 >= recipe.MIN_TRAIN_WINDOWS
+
+
+def test_a_series_too_short_for_the_horizon_is_a_clear_error(tmp_path):
+    cfg = _config(_csv(tmp_path, "tiny", _random_walk(20)), 8)
+    with pytest.raises(DataError, match="20 points: too short for horizon 8"):
+        recipe.resolve(cfg, load_dataset(cfg.data), 1)
+
+
+# --- selection ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_random_walk_keeps_the_last_value_and_train_says_so(tmp_path):
+    run = train_run(_config(_csv(tmp_path, "rw", _random_walk()), 3, train=QUICK_TRAIN))
+    assert run.choice is not None
+    assert run.choice.chosen == "naive"
+    assert run.choice.baseline_won
+    assert "kept a baseline, naive" in recipe.verdict(run.choice)
+    # the published forecast is the last value, repeated
+    x = run.windows["test"].x
+    np.testing.assert_allclose(
+        run.model(torch.from_numpy(x)).detach().numpy()[0, :, 0], x[0, -1, 0], rtol=1e-5
+    )
+
+
+@pytest.mark.slow
+def test_a_seasonal_series_gets_a_seasonal_model_better_than_the_baselines(tmp_path):
+    run = train_run(_config(_csv(tmp_path, "season", _seasonal(), monthly=True), 6, train=QUICK_TRAIN))
+    choice = run.choice
+    assert choice is not None and not choice.baseline_won
+    assert "[12" in choice.chosen  # a seasonal base (lag 12) is, or is part of, the winner
+    chosen = next(c for c in choice.candidates if c.name == choice.chosen)
+    assert chosen.score < choice.baseline * (1 - recipe.BASELINE_MARGIN)
+    assert choice.candidates[0].score <= chosen.score  # ranked best first
+    assert {"naive", "seasonal_naive[12]"} <= {c.name for c in choice.candidates}
+
+
+@pytest.mark.slow
+def test_a_strongly_nonlinear_series_gets_a_network(tmp_path):
+    run = train_run(
+        _config(_csv(tmp_path, "chaos", _logistic_map()), 1, train={"epochs": 60, "patience": 15})
+    )
+    choice = run.choice
+    assert choice is not None
+    kinds = {c.name: c.kind for c in choice.candidates}
+    assert kinds[choice.chosen] == "network", recipe.table(choice)
+    best_linear = min(c.score for c in choice.candidates if c.kind != "network")
+    assert next(c.score for c in choice.candidates if c.name == choice.chosen) < 0.7 * best_linear
+
+
+def _scored(val: recipe.Validation, name: str, pred: np.ndarray) -> recipe.Scored:
+    return recipe.Scored(name, "base", val.score(name, pred))
+
+
+def test_a_candidate_ahead_by_less_than_its_noise_is_not_clearly_better():
+    from training.windows import Windows
+
+    n, horizon = 48, 3
+    windows = Windows(
+        x=np.zeros((n, 4, 1), np.float32),
+        y=np.zeros((n, horizon, 1), np.float32),
+        series=np.zeros(n, np.int64),
+        origin=np.arange(n, dtype=np.int64),
+    )
+    val = recipe.Validation(windows, np.ones((1, 1)))
+    ones = np.ones((n, horizon, 1))
+    baseline = _scored(val, "baseline", ones)  # error 1 in every window
+    # 3 % ahead on average, but +-50 % from one block of windows to the next: noise
+    swing = np.repeat(np.where(np.arange(n // horizon) % 2 == 0, 0.47, -0.53), horizon)[:, None, None]
+    lucky = _scored(val, "lucky", ones * (1 + swing))
+    assert lucky.score < baseline.score * 0.98
+    assert val.standard_error("lucky", "baseline") > baseline.score - lucky.score
+    assert not val.clearly_better(lucky, baseline, recipe.BASELINE_MARGIN)
+    steady = _scored(val, "steady", ones * 0.97)  # 3 % ahead in every window
+    assert val.clearly_better(steady, baseline, recipe.BASELINE_MARGIN)
+    assert not val.clearly_better(_scored(val, "close", ones * 0.995), baseline, recipe.BASELINE_MARGIN)
+
+
+# --- export of every candidate kind ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_manifest_and_report_record_every_candidate(tmp_path):
+    run = train_run(_config(_csv(tmp_path, "season", _seasonal(), monthly=True), 6, train=QUICK_TRAIN))
+    exported = export_run(run)
+    manifest = Manifest.model_validate_json(exported.manifest.model_dump_json())
+    assert manifest.selection is not None and run.choice is not None
+    assert manifest.selection.chosen == run.choice.chosen
+    assert len(manifest.selection.candidates) == len(run.choice.candidates)
+    assert manifest.spec.network.base is not None and manifest.spec.network.base in run.choice.chosen
+    text = exported.files["report/selection.txt"].decode()
+    assert run.choice.chosen in text and "validation windows" in text
+
+
+@pytest.mark.parametrize("kind", ["base", "combination", "ridge", "network", "log"])
+def test_every_candidate_kind_exports_with_parity(tmp_path, kind):
+    from service.bundle.manifest import NetworkSpec
+    from training.models import build_model, model_spec
+    from training.windows import train_statistics
+
+    cfg = _config(_csv(tmp_path, "season", _seasonal(), monthly=True), 6)
+    cfg = recipe.resolve(cfg, load_dataset(cfg.data), 12)
+    ds = load_dataset(cfg.data)
+    windows = make_windows(ds, cfg.split, cfg.window)
+    length, horizon = cfg.window.length, cfg.window.horizon
+    assert length is not None
+    every = recipe.linear_candidates(windows["train"], length, horizon, [12])
+    name = {
+        "base": "damped_seasonal[12, 0.9]",
+        "combination": "mean(seasonal_theta[12, 0.3], drift)",
+        "ridge": "ridge[1]",
+        "network": "seasonal_naive[12]",
+        "log": "holt_winters[12, 0.5, 0.05, 0.1, 0.98]",
+    }[kind]
+    matrix = (
+        np.mean([every["seasonal_theta[12, 0.3]"], every["drift"]], axis=0)
+        if kind == "combination"
+        else every[name]
+    )
+    if kind == "network":
+        network = NetworkSpec(cell="gru", head="direct", hidden=8, base=name)
+    elif kind == "log":  # the base forecasts the logarithms; the graph takes and returns raw values
+        network = NetworkSpec(head="none", base=name, transform="log")
+    else:
+        network = NetworkSpec(head="none", base=name)
+    mean, std = train_statistics(ds, cfg.split)
+    model = build_model(
+        model_spec(network, ds.features, ds.targets, length, horizon, ds.frequency), mean, std
+    )
+    model.set_base(name, matrix)
+    if kind == "network":  # a trained-looking correction: weights that are not zero
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+    model.eval()
+    x = windows["test"].x
+    onnx_bytes = to_onnx(model, x)
+    predictor = OnnxPredictor.from_bytes(onnx_bytes, model.spec)
+    real = np.concatenate([x, windows["val"].x])
+    check_parity(model, predictor, real, float(np.std(windows["train"].y)))
+    if kind == "log":
+        expected = np.exp(bases.apply(matrix, np.log(real[..., :1])))
+    else:
+        expected = bases.apply(matrix, real[..., :1])
+    got = predictor.predict(real)
+    if kind == "network":
+        assert not np.allclose(got, expected, atol=1e-3)  # the correction is in the graph
+    else:
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)  # the base is the forecast
