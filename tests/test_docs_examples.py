@@ -22,11 +22,11 @@ would in one terminal while ``make run`` serves in another:
   3-epoch model forecasts other numbers;
 - an example that prints a warning about an old config name fails.
 
-```console blocks are not run; each one is reported as a skipped test with
-its reason (``pytest -ra`` lists them). The fast checks (no server) keep the
-convention honest: a ```bash block in a Markdown file the test does not scan,
-a console block without a known reason, a curl that would hide an HTTP error,
-or a shown-only block that looks like a command, all fail.
+```console blocks, and untagged ones that read like a command, are not run;
+each one is reported as a skipped test with its reason (``pytest -ra`` lists
+them). The fast checks (no server) keep the convention honest: a ```bash block
+in a Markdown file the test does not scan, a command not run for no known
+reason, or a curl that would hide an HTTP error, all fail.
 """
 
 from __future__ import annotations
