@@ -201,15 +201,18 @@ def test_every_candidate_kind_exports_with_parity(tmp_path, kind):
     )
     if kind == "network":
         network = NetworkSpec(cell="gru", head="direct", hidden=8, base=name)
-    elif kind == "log":  # the base forecasts the logarithms; the graph takes and returns raw values
-        network = NetworkSpec(head="none", base=name, transform="log")
+    elif kind == "log":  # half the base forecasts the logarithms; the graph takes and returns raw values
+        network = NetworkSpec(head="none", base=f"mean({name}, log {name})", log_share=0.5)
     else:
         network = NetworkSpec(head="none", base=name)
     mean, std = train_statistics(ds, cfg.split)
     model = build_model(
         model_spec(network, ds.features, ds.targets, length, horizon, ds.frequency), mean, std
     )
-    model.set_base(name, matrix)
+    if kind == "log":
+        model.set_base(f"mean({name}, log {name})", matrix, log_matrix=matrix)
+    else:
+        model.set_base(name, matrix)
     if kind == "network":  # a trained-looking correction: weights that are not zero
         torch.manual_seed(0)
         with torch.no_grad():
@@ -222,7 +225,9 @@ def test_every_candidate_kind_exports_with_parity(tmp_path, kind):
     real = np.concatenate([x, windows["val"].x])
     check_parity(model, predictor, real, float(np.std(windows["train"].y)))
     if kind == "log":
-        expected = np.exp(bases.apply(matrix, np.log(real[..., :1])))
+        expected = 0.5 * bases.apply(matrix, real[..., :1]) + 0.5 * np.exp(
+            bases.apply(matrix, np.log(real[..., :1]))
+        )
     else:
         expected = bases.apply(matrix, real[..., :1])
     got = predictor.predict(real)
