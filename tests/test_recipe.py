@@ -235,3 +235,38 @@ def test_every_candidate_kind_exports_with_parity(tmp_path, kind):
         assert not np.allclose(got, expected, atol=1e-3)  # the correction is in the graph
     else:
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)  # the base is the forecast
+
+
+# --- backtest -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_backtest_trains_at_each_earlier_origin_and_forecasts_what_came_next(tmp_path, capsys):
+    from training import backtest
+    from training.cli import main
+
+    path = _csv(tmp_path, "season", _seasonal(), monthly=True)
+    cfg = _config(path, 6, train=QUICK_TRAIN)
+    results = backtest.run_backtest(cfg, origins=2)
+    assert [r.dropped for r in results] == [0, 6]
+    full = load_dataset(cfg.data).series[0]
+    stamps = [str(t) for t in full.timestamps]
+    # origin 0 forecasts the last 6 points; origin 1 the 6 before them, from 6 points less
+    assert results[0].stamps == stamps[-6:] and results[1].stamps == stamps[-12:-6]
+    assert results[1].last == stamps[-13]
+    for r in results:
+        assert r.metrics.windows == 1 and r.metrics.model.mase is not None
+        assert (
+            r.metrics.model.mase < r.metrics.naive.mase
+        )  # a seasonal series: the recipe beats the last value
+    text = backtest.table(results)
+    assert "mean of 2 origins" in text and results[1].last[:10] in text
+
+    toml = tmp_path / "bt.toml"
+    toml.write_text(f'[data]\npath = "{path.name}"\n[window]\nhorizon = 6\n[train]\nepochs = 5\n')
+    assert (
+        main(["backtest", "--config", str(toml), "--origins", "1", "--out", str(tmp_path / "bt"), "-q"]) == 0
+    )
+    assert "mean of 1 origins" in capsys.readouterr().out
+    assert (tmp_path / "bt" / "forecasts.png").stat().st_size > 1000
+    assert (tmp_path / "bt" / "table.txt").read_text().startswith("last seen")

@@ -61,10 +61,10 @@ def season_of(cfg: Config, ds: Dataset) -> int:
     return cfg.evaluate.season or season_for(ds.frequency)
 
 
-def train_run(cfg: Config) -> Run:
-    """Load data, resolve what follows from it, then choose (automatic recipe) or fit (a hand-written
-    ``[model]``) the model."""
-    ds = load_dataset(cfg.data)
+def train_run(cfg: Config, ds: Dataset | None = None) -> Run:
+    """Load data (unless given: a backtest hands in earlier cuts of it), resolve what follows from
+    it, then choose (automatic recipe) or fit (a hand-written ``[model]``) the model."""
+    ds = ds if ds is not None else load_dataset(cfg.data)
     season = season_of(cfg, ds)
     cfg = recipe.resolve(cfg, ds, season)
     mean, std = train_statistics(ds, cfg.split)
