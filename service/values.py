@@ -54,11 +54,18 @@ def describe(value: Any) -> str:
     return type(value).__name__
 
 
-def as_float32(numbers: list[Any]) -> np.ndarray:
-    """Plain numbers (or equal rows of them) as a float32 array; a number beyond float32 becomes
-    inf, for the caller's finiteness check to refuse. OverflowError for an integer beyond float64."""
-    with np.errstate(over="ignore"):
-        return np.array(numbers, dtype=np.float32)
+def as_float32(numbers: list[Any]) -> np.ndarray | None:
+    """Plain numbers (or equal rows of them) as a float32 array, or None if one is NaN, infinite or
+    beyond the float32 range: the one rule for a number's value, ``/v1`` and ``/v2`` alike.
+
+    Converted through float64, which holds every JSON number (an integer beyond
+    it raises OverflowError; only a direct caller can send one), so nothing
+    overflows unseen on the way to float32.
+    """
+    wide = np.array(numbers, dtype=np.float64)
+    if wide.size and not np.abs(wide).max() <= F32_MAX:  # NaN compares false
+        return None
+    return wide.astype(np.float32)
 
 
 def _cells(values: list[Any], nested: bool) -> Iterator[tuple[tuple[int, ...], Any]]:
@@ -99,13 +106,11 @@ def history(values: Any, spec: ModelSpec) -> np.ndarray:
     except OverflowError:  # an integer beyond float64 (not from HTTP: parse_json refuses them)
         where, _ = _first(values, nested, lambda v: abs(v) > F32_MAX)
         raise BadValues(where, OUT_OF_RANGE) from None
-    unfit = ~np.isfinite(arr)
-    if unfit.any():
-        where = tuple(int(i) for i in np.argwhere(unfit)[0])
-        value = values[where[0]] if len(where) == 1 else values[where[0]][where[1]]
-        if isinstance(value, float) and math.isnan(value):
+    if arr is None:
+        where, value = _first(values, nested, lambda v: not abs(v) <= F32_MAX)
+        if math.isnan(value):
             raise BadValues(where, "NaN is not allowed: fill or drop missing values")
-        if isinstance(value, float) and math.isinf(value):
+        if math.isinf(value):
             raise BadValues(where, "infinity is not allowed")
         raise BadValues(where, OUT_OF_RANGE)
     n_features, names = len(spec.features), ", ".join(spec.features)
@@ -139,20 +144,24 @@ def check_all(
     return arrays, details
 
 
-def _rectangular(histories: list[Any], spec: ModelSpec) -> np.ndarray | None:
-    """The common case as float32 ``(batch, time, features)`` in one numpy call, or None.
+def _common_case(histories: list[Any], spec: ModelSpec) -> np.ndarray | None:
+    """The common case as float32 ``(batch, time, features)``, checked for the whole batch at once;
+    None for anything else, which ``history`` then decides series by series.
 
     The common case: every series is a list of the same length (at least the
     minimum), of plain numbers for a one-feature model or of rows of
-    ``len(features)`` plain numbers, all finite as float32. Whenever this answers,
-    ``history`` would have accepted every series and given the same rows.
+    ``len(features)`` plain numbers, each accepted by ``as_float32``. This only
+    accepts, it never refuses: whenever it answers, ``history`` would have
+    accepted every series and given the same rows (a property test holds it to
+    that). On a 256-series request it takes about a quarter of the time of
+    checking series by series (0.8 against 2.9 ms of CPU, measured in-process).
     """
     if set(map(type, histories)) != {list}:
         return None
     lengths = set(map(len, histories))
     if len(lengths) != 1 or lengths.pop() < spec.input_window.min_length:
         return None
-    cells = list(chain.from_iterable(histories))
+    cells = histories[0] if len(histories) == 1 else list(chain.from_iterable(histories))
     n_features = len(spec.features)
     if n_features > 1:
         if set(map(type, cells)) != {list} or set(map(len, cells)) != {n_features}:
@@ -164,7 +173,7 @@ def _rectangular(histories: list[Any], spec: ModelSpec) -> np.ndarray | None:
         x = as_float32(histories)  # (batch, time) or (batch, time, features)
     except OverflowError:
         return None
-    if not np.isfinite(x).all():
+    if x is None:
         return None
     x = x[:, -spec.input_window.length :]
     return x[..., None] if n_features == 1 else x
@@ -177,7 +186,7 @@ def batch(histories: list[Any], spec: ModelSpec) -> tuple[np.ndarray | None, lis
     Histories are cut to the window, so they differ in length only for a model
     whose minimum is below its window: those are fed the common, shortest tail.
     """
-    x = _rectangular(histories, spec)
+    x = _common_case(histories, spec)
     if x is not None:
         return x, []
     arrays, details = check_all(enumerate(histories), spec)
@@ -188,14 +197,14 @@ def batch(histories: list[Any], spec: ModelSpec) -> tuple[np.ndarray | None, lis
 
 
 def numbers_array(data: list[Any]) -> np.ndarray:
-    """Finite float32-range numbers nested in lists (any depth, row-major) as a flat float32 array;
-    ValueError naming the problem otherwise. For V2 tensor data."""
+    """Numbers nested in lists (any depth, row-major) as a flat float32 array, by ``as_float32``'s
+    rule; ValueError naming the problem otherwise. For V2 tensor data."""
     flat = data if set(map(type, data)) <= NUMBER_TYPES else _flatten(data)
     try:
         arr = as_float32(flat)
     except OverflowError:
-        raise ValueError("a number is outside the float32 range") from None
-    if not np.isfinite(arr).all():
+        arr = None
+    if arr is None:
         raise ValueError("NaN, infinity or a number outside the float32 range")
     return arr
 
