@@ -90,13 +90,36 @@ def test_config_from_job_rolls_out_a_new_recipe(tmp_path):
         == 0
     )
     weak = store.read_current(models, "demo")
-    assert retrain(models) == 0  # champion's recipe (1 epoch, hidden 2): a tie, kept
+    plain = [
+        "retrain",
+        "--config",
+        str(DEMO),
+        "--model-dir",
+        str(models),
+        "-q",
+        "--set",
+        "machine.progress=false",
+    ]
+    assert main(plain) == 0  # the champion's recipe (1 epoch, hidden 2), no override: a tie, kept
     assert store.read_current(models, "demo") == weak
+    assert decisions(models)[-1]["outcome"] == "kept"
     assert retrain(models, "--set", 'retrain.config_from="job"') == 0
     record = decisions(models)[-1]
     assert record["outcome"] == "promoted" and record["challenger_score"] < record["champion_score"]
     manifest = store.load_manifest(models / "demo" / record["challenger"])
     assert manifest.training_config["train"]["epochs"] == 20
+
+
+def test_explicit_overrides_apply_to_the_champions_recipe(tmp_path):
+    models = tmp_path / "models"
+    weak = ["train", "--config", str(DEMO), "--model-dir", str(models), "-q", "--epochs", "1"]
+    assert main([*weak, "--set", "model.hidden=2", "--set", "machine.progress=false"]) == 0
+    # the job's --epochs and --set model.* are applied on top of the champion's recipe, not dropped
+    assert retrain(models, "--epochs", "7", "--seed", "3", "--set", "model.layers=2") == 0
+    recipe = decisions(models)[-1]["recipe"]  # what the challenger was trained with, won or lost
+    assert (recipe["train"]["epochs"], recipe["train"]["seed"]) == (7, 3)
+    assert (recipe["model"]["hidden"], recipe["model"]["layers"]) == (2, 2)  # hidden: the champion's
+    assert "machine" not in recipe
 
 
 def test_margin_blocks_a_small_win(tmp_path):
@@ -202,7 +225,7 @@ def test_models_list_show_promote_rollback_prune(tmp_path, capsys):
     base = ["models", "--model-dir", str(models)]
     assert main([*base, "list"]) == 0
     listing = capsys.readouterr().out
-    assert f" * {versions[-1]}  lstm/direct  window 36 horizon 12  MASE " in listing
+    assert f" * {versions[-1]}  lstm/direct hidden=4  window 36 horizon 12  MASE " in listing
     assert all(v in listing for v in versions)
 
     assert main([*base, "show", "demo", versions[0]]) == 0

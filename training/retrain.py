@@ -118,6 +118,7 @@ def retrain(job: Config, overrides: list[str] | None = None) -> dict[str, Any]:
                 champion = store.verify_bundle(store.bundle_dir(model_dir, name, champion_version))
             record["champion"] = champion_version
             cfg = challenger_config(job, champion, overrides)
+            record["recipe"] = {k: v for k, v in cfg.model_dump(mode="json").items() if k in RECIPE_SECTIONS}
 
             t = time.perf_counter()
             run = train_run(cfg)
@@ -145,9 +146,13 @@ def retrain(job: Config, overrides: list[str] | None = None) -> dict[str, Any]:
             if champion is not None and champion_version is not None:
                 bundle = store.bundle_dir(model_dir, name, champion_version)
                 champion_predictor = OnnxPredictor.load(bundle)
-                horizon = champion_predictor.spec.horizon
-                if horizon != cfg.window.horizon:
-                    raise RetrainError(f"champion horizon {horizon} != challenger {cfg.window.horizon}")
+                spec = champion_predictor.spec
+                if spec.features != run.dataset.features:
+                    raise RetrainError(
+                        f"champion features {spec.features} differ from the data's {run.dataset.features}"
+                    )
+                if spec.horizon != cfg.window.horizon:
+                    raise RetrainError(f"champion horizon {spec.horizon} != challenger {cfg.window.horizon}")
                 champ = score_predictor(champion_predictor, run.dataset, cfg.split, run.season)
                 champion_score = _metric(champ, "model", metric)
                 record.update(champion_score=champion_score, champion_metrics=champ.model.model_dump())
