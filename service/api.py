@@ -46,6 +46,7 @@ def model_info(registry: Registry, name: str) -> ModelInfo:
         spec=manifest.spec if manifest else None,
         timestamps_supported=manifest is not None and parse_frequency(manifest.spec.frequency) is not None,
         metrics=manifest.metrics if manifest else None,
+        selection=manifest.selection if manifest else None,
     )
 
 

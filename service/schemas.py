@@ -21,7 +21,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from service.bundle.manifest import Metrics, ModelSpec
+from service.bundle.manifest import Metrics, ModelSpec, Selection
 
 _NUMBER = {"type": "number"}
 VALUES_SCHEMA: dict[str, Any] = {
@@ -116,6 +116,9 @@ class ModelInfo(BaseModel):
         description="whether forecasts carry timestamps (the frequency is known to the service)",
     )
     metrics: Metrics | None = None
+    selection: Selection | None = Field(
+        default=None, description="how the automatic recipe chose the model (the manifest's, as it is)"
+    )
     error: str | None = Field(default=None, description="why the model could not be loaded")
     failed_version: str | None = Field(
         default=None,

@@ -24,7 +24,7 @@ from service_stubs import (
 
 from service.app import create_app
 from service.bundle import store
-from service.schemas import ErrorResponse, ForecastRequest, ForecastResponse, ModelList
+from service.schemas import ErrorResponse, ForecastRequest, ForecastResponse, ModelInfo, ModelList
 
 SIX = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
 
@@ -247,6 +247,28 @@ def test_models_say_how_their_forecast_is_built(tmp_path: Path) -> None:
     assert info["spec"] == spec.model_dump(mode="json")  # the manifest's spec, as it is
     listed = client.get("/v1/models").get_json()["models"][0]
     assert listed["spec"]["network"]["base_damping"] == 0.95
+
+
+def test_a_model_chosen_by_the_recipe_shows_its_base_and_selection(tmp_path: Path) -> None:
+    from service.bundle.manifest import CandidateScore, Selection
+
+    manifest = make_manifest("auto")
+    network = manifest.spec.network.model_copy(update={"head": "none", "base": "drift"})
+    selection = Selection(
+        windows=4,
+        chosen="drift",
+        score=0.8,
+        baseline=0.9,
+        candidates=[CandidateScore(name="drift", kind="base", score=0.8)],
+    )
+    spec = manifest.spec.model_copy(update={"network": network})
+    publish_stub(tmp_path, manifest.model_copy(update={"spec": spec, "selection": selection}))
+    client = create_app(settings_for(tmp_path), loader=stub_loader).test_client()
+    info = client.get("/v1/models/auto").get_json()
+    assert info["spec"] == spec.model_dump(mode="json")  # the manifest's, as it is
+    assert info["selection"] == selection.model_dump(mode="json")
+    assert ModelInfo.model_validate(info).selection == selection
+    assert post(client, "auto", one()).status_code == 200
 
 
 def test_health_and_readiness(client: FlaskClient, tmp_path: Path) -> None:
