@@ -37,7 +37,7 @@ from service.schemas_v2 import (
     ServerMetadata,
 )
 from service.state import state
-from service.values import numbers_array
+from service.values import not_positive, numbers_array
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -164,8 +164,11 @@ def _tensor(req: InferRequest, binary: bytes, served: Served) -> np.ndarray:
             )
     if not np.isfinite(flat).all():  # raw bytes can hold anything
         raise BadInfer(f"input {tensor.name!r} holds NaN or infinity")
-    x = flat.reshape(batch, time, features)
-    return np.ascontiguousarray(x[:, -m.spec.input_window.length :])
+    x = np.ascontiguousarray(flat.reshape(batch, time, features)[:, -m.spec.input_window.length :])
+    problem = not_positive(x, m.spec)
+    if problem is not None:
+        raise BadInfer(f"input {tensor.name!r}: {problem}")
+    return x
 
 
 @bp.post("/models/<name>/infer")

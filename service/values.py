@@ -83,6 +83,19 @@ def _first(values: list[Any], nested: bool, bad: Callable[[Any], bool]) -> tuple
     return next((where, v) for where, v in _cells(values, nested) if bad(v))
 
 
+def not_positive(x: np.ndarray, spec: ModelSpec) -> str | None:
+    """Why a model whose base reads logarithms (``spec.network.log_share``) cannot take ``x``
+    (``(..., time, features)``, cut to the window), or None."""
+    nt = len(spec.targets)
+    if spec.network.log_share == 0 or bool((x[..., :nt] > 0).all()):
+        return None
+    return (
+        f"the model forecasts partly from the logarithms of {', '.join(spec.targets)} "
+        f"(spec.network.log_share {spec.network.log_share:g}): their last {spec.input_window.length} "
+        "values must be positive"
+    )
+
+
 def history(values: Any, spec: ModelSpec) -> np.ndarray:
     """One series' ``values`` as float32 ``(time, features)``, cut to the model's window.
 
@@ -126,7 +139,11 @@ def history(values: Any, spec: ModelSpec) -> np.ndarray:
         raise BadValues((), f"rows have {arr.shape[1]} numbers, the model takes {n_features} ({names})")
     if len(arr) < spec.input_window.min_length:
         raise BadValues((), f"{len(arr)} points, the model needs at least {spec.input_window.min_length}")
-    return arr[-spec.input_window.length :]
+    arr = arr[-spec.input_window.length :]
+    problem = not_positive(arr, spec)
+    if problem is not None:
+        raise BadValues((), problem)
+    return arr
 
 
 def check_all(
@@ -176,7 +193,8 @@ def _common_case(histories: list[Any], spec: ModelSpec) -> np.ndarray | None:
     if x is None:
         return None
     x = x[:, -spec.input_window.length :]
-    return x[..., None] if n_features == 1 else x
+    x = x[..., None] if n_features == 1 else x
+    return None if not_positive(x, spec) is not None else x
 
 
 def batch(histories: list[Any], spec: ModelSpec) -> tuple[np.ndarray | None, list[dict[str, Any]]]:

@@ -271,6 +271,35 @@ def test_a_model_chosen_by_the_recipe_shows_its_base_and_selection(tmp_path: Pat
     assert post(client, "auto", one()).status_code == 200
 
 
+def test_a_model_on_logarithms_refuses_values_that_are_not_positive(tmp_path: Path) -> None:
+    manifest = make_manifest("logs")
+    network = manifest.spec.network.model_copy(
+        update={"head": "none", "base": "mean(drift, log drift)", "log_share": 0.5}
+    )
+    publish_stub(
+        tmp_path, manifest.model_copy(update={"spec": manifest.spec.model_copy(update={"network": network})})
+    )
+    client = create_app(settings_for(tmp_path), loader=stub_loader).test_client()
+    assert post(client, "logs", one()).status_code == 200
+    # a zero in the window (the last 6 values): 422 naming the series, for the batch and one by one
+    for body in (
+        one([1.0, 0.0, 3.0, 4.0, 5.0, 6.0]),
+        {"series": [{"values": SIX}, {"values": [9.0, *SIX[:-1], -1.0]}]},
+    ):
+        r = post(client, "logs", body)
+        assert r.status_code == 422, r.data
+        (detail,) = error_of(r)["details"]
+        assert "must be positive" in detail["msg"] and "log_share 0.5" in detail["msg"]
+    bad = r.get_json()["error"]["details"][0]["loc"]
+    assert bad[:2] == ["series", 1]
+    # an older, non-positive value outside the window is not read: accepted
+    assert post(client, "logs", one([-5.0, *SIX])).status_code == 200
+    x = np.array([[[1.0], [2.0], [0.0], [4.0], [5.0], [6.0]]], dtype=np.float32)
+    tensor = {"name": "x", "datatype": "FP32", "shape": [1, 6, 1], "data": x.ravel().tolist()}
+    r = client.post("/v2/models/logs/infer", json={"inputs": [tensor]})
+    assert r.status_code == 400 and "must be positive" in r.get_json()["error"]
+
+
 def test_health_and_readiness(client: FlaskClient, tmp_path: Path) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     r = client.get("/readyz")  # 'broken' never loads
