@@ -270,3 +270,36 @@ def test_backtest_trains_at_each_earlier_origin_and_forecasts_what_came_next(tmp
     assert "mean of 1 origins" in capsys.readouterr().out
     assert (tmp_path / "bt" / "forecasts.png").stat().st_size > 1000
     assert (tmp_path / "bt" / "table.txt").read_text().startswith("last seen")
+
+
+def test_a_panel_report_scores_every_series(tmp_path):
+    from service.bundle.manifest import NetworkSpec
+    from training.evaluate import per_series_table
+    from training.models import model_spec
+
+    frames = []
+    for k in range(3):  # long layout: three series, the last one shorter
+        values = _seasonal(120 - 20 * (k == 2), seed=k)
+        stamps = pd.date_range("2000-01-01", periods=len(values), freq="MS")
+        frames.append(pd.DataFrame({"timestamp": stamps, "series_id": f"s{k}", "value": values}))
+    path = tmp_path / "panel.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    cfg = _config(path, 6)
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"layout": "long"})})
+    ds = load_dataset(cfg.data)
+    cfg = recipe.resolve(cfg, ds, 12)
+    spec = model_spec(NetworkSpec(head="none", base="naive"), ds.features, ds.targets, 24, 6, ds.frequency)
+
+    class LastValue:  # the model: the last value, so its column must equal naive's
+        def __init__(self) -> None:
+            self.spec = spec
+
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            return np.repeat(x[:, -1:, :1], 6, axis=1)
+
+    text = per_series_table(LastValue(), ds, cfg.split, 12)
+    rows = [line.split() for line in text.splitlines()[1:4]]
+    assert [r[0] for r in rows] == ["s0", "s1", "s2"]
+    for r in rows:
+        assert r[1] == r[2] and float(r[3]) < float(r[1])  # = naive; the seasonal naive is better
+    assert "on 0 of 3 series" in text

@@ -25,7 +25,7 @@ from service.bundle.predictor import OnnxPredictor
 from training import recipe, report
 from training.config import Config, config_to_dict
 from training.data import Dataset, load_dataset, season_for
-from training.evaluate import format_table, score_predictor
+from training.evaluate import format_table, per_series_table, score_predictor
 from training.export import check_parity, opset_of, to_onnx
 from training.models import Ensemble, Model, build_model, model_spec, rebuild
 from training.train import LOSSES, TrainResult, ensemble_result, evaluate_loss, fit, seed_everything
@@ -189,6 +189,9 @@ def export_run(run: Run) -> Exported:
     }
     if run.choice is not None:
         files["report/selection.txt"] = recipe.table(run.choice).encode()
+    if len(run.dataset.series) > 1:
+        table = per_series_table(predictor, run.dataset, run.config.split, run.season)
+        files["report/per_series.txt"] = table.encode()
     return Exported(onnx_bytes, manifest, files, predictor)
 
 
