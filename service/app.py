@@ -38,7 +38,7 @@ def _configure_logging(level: str) -> None:
         logger.addHandler(handler)
 
 
-def _instrument(app: Flask, state: app_state.State) -> None:
+def _instrument(app: Flask, metrics: Metrics) -> None:
     """Count and time every request by route template (bounded label values), log errors.
 
     A WSGI wrapper, not Flask hooks: it sees every response (error handlers
@@ -46,11 +46,9 @@ def _instrument(app: Flask, state: app_state.State) -> None:
     context-local lookups.
     """
     inner = app.wsgi_app
-    metrics = state.metrics
 
     def timed(environ: dict[str, Any], start_response: Any) -> Any:
         started = now()
-        environ[app_state.ENVIRON_KEY] = state  # see service.state.state_in
         seen: list[tuple[str, Any]] = []
 
         def capture(status: str, headers: Any, exc_info: Any = None) -> Any:
@@ -93,11 +91,10 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
         on_swap=metrics.model_swapped,
         on_fail=metrics.load_failed,
     )
-    state = app_state.State(settings, registry, metrics)
-    app_state.init_app(app, state)
+    app_state.init_app(app, app_state.State(settings, registry, metrics))
 
     errors.init_app(app)
-    _instrument(app, state)
+    _instrument(app, metrics)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(v2.bp)

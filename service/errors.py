@@ -17,10 +17,12 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from flask import Flask, Response, request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
+
+from service.schemas import ErrorBody, ErrorDetail, ErrorResponse
+from service.schemas_v2 import V2Error
 
 log = logging.getLogger("seqcast.errors")
 
@@ -88,11 +90,9 @@ def format_loc(loc: Loc) -> str:
     return out or "body"
 
 
-def from_validation_error(exc: ValidationError, extra: list[dict[str, Any]] | None = None) -> InvalidRequest:
-    """A pydantic error as a 422 with one detail per problem, input values left out;
-    ``extra``: details found by other checks of the same request."""
-    details = [{"loc": list(e["loc"]), "msg": _message(e)} for e in exc.errors(include_url=False)]
-    return InvalidRequest.from_details(details + (extra or []))
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    """A pydantic error as one detail per problem (``loc``, ``msg``), input values left out."""
+    return [{"loc": list(e["loc"]), "msg": _message(e)} for e in exc.errors(include_url=False)]
 
 
 def _message(error: Any) -> str:
@@ -111,17 +111,15 @@ def _snake(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or []}}
-
-
-def _is_v2() -> bool:
-    return request.path.startswith("/v2")
-
-
 def render(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> Response:
-    payload: dict[str, Any] = {"error": message} if _is_v2() else body(code, message, details)
-    return Response(orjson.dumps(payload), status=status, mimetype="application/json")
+    """The error as an ``ErrorResponse`` (``V2Error`` under ``/v2``), serialised by its model."""
+    answer: BaseModel
+    if request.path.startswith("/v2"):
+        answer = V2Error(error=message)
+    else:
+        found = [ErrorDetail.model_validate(d) for d in details or []]
+        answer = ErrorResponse(error=ErrorBody(code=code, message=message, details=found))
+    return Response(answer.model_dump_json(), status=status, mimetype="application/json")
 
 
 def handle_service_error(exc: ServiceError) -> Response:

@@ -1,36 +1,32 @@
-"""A validated forecast request -> one model input batch -> the JSON answer.
+"""One forecast request, top to bottom: the envelope, the options, the model input, the answer.
 
-The numbers are checked here, not by pydantic: a type scan of the Python
-objects and one ``np.array`` call for the whole batch (``fast_batch``) cost
-microseconds where per-element validation costs milliseconds on a 256-series
-batch. Only a request that fails the fast path is walked series by series
-(``series_array``), to name every value at fault.
+``parse_request`` validates the envelope with pydantic, ``check_options`` the
+horizon and levels against the model, ``prepare`` turns the series into one
+model input batch (the numbers through ``service.values``, the dates here),
+and ``answer`` builds the ``ForecastResponse``. Each step raises a 422 naming
+the fields at fault; ``parse_request`` and ``prepare`` report every bad series
+at once, so a client fixes them in one round.
 """
 
 from __future__ import annotations
 
-import math
-from array import array
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
-from service.bundle.manifest import Manifest
-from service.errors import MAX_DETAILS, InvalidRequest
-from service.schemas import ForecastRequest, SeriesIn
+from service import values
+from service.bundle.manifest import Manifest, ModelSpec
+from service.errors import InvalidRequest, validation_details
+from service.payload import float_lists
+from service.schemas import ForecastRequest, ForecastResponse, SeriesIn
 from service.timeindex import Frequency, format_timestamps, parse_frequency, parse_timestamp
-
-_NUMBER_TYPES = frozenset({int, float})
-_F32_MAX = float(np.finfo(np.float32).max)
-_SMALL = 2048  # values up to which the fast path checks ranges in Python
 
 
 class _Bad(Exception):
-    """One problem in one series: a location below ``series[i]`` and a message."""
+    """One problem in one series, outside its values: a location below ``series[i]`` and a message."""
 
     def __init__(self, loc: tuple[str | int, ...], msg: str) -> None:
         super().__init__(msg)
@@ -46,223 +42,104 @@ class Batch:
     timestamps: list[list[str] | None]  # per series: times of the forecast steps, if known
 
 
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+def _in_series_order(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Details sorted by series (stable: a series' own problems keep their order), others first."""
+
+    def series_index(detail: dict[str, Any]) -> int:
+        loc = detail["loc"]
+        return loc[1] if len(loc) > 1 and loc[0] == "series" and isinstance(loc[1], int) else -1
+
+    return sorted(details, key=series_index)
 
 
-def _cells(values: list[Any], nested: bool) -> Iterator[tuple[tuple[int, ...], Any]]:
-    """(index, value) of every number slot, row-major: ``(i,)`` or ``(i, j)``."""
-    if nested:
-        for i, row in enumerate(values):
-            for j, cell in enumerate(row):
-                yield (i, j), cell
-    else:
-        for i, cell in enumerate(values):
-            yield (i,), cell
-
-
-def _first(values: list[Any], nested: bool, bad: Callable[[Any], bool]) -> tuple[tuple[int, ...], Any]:
-    return next((where, v) for where, v in _cells(values, nested) if bad(v))
-
-
-def numbers_array(data: list[Any]) -> np.ndarray:
-    """Finite numbers nested in lists (any depth, row-major) as a flat float32 array; ValueError otherwise.
-
-    Used for V2 tensor data, whose shape the request states separately.
-    """
-    if set(map(type, data)) <= _NUMBER_TYPES:
-        try:
-            arr = np.array(data, dtype=np.float64)
-        except OverflowError:
-            raise ValueError("a number is outside the float32 range") from None
-        if not fits_float32(arr):
-            raise ValueError("NaN, infinity or a number outside the float32 range")
-        return arr.astype(np.float32)
-    flat: list[Any] = []
-    stack = [iter(data)]
-    while stack:  # iterative: orjson allows 1,024 levels, more than Python's recursion limit
-        for item in stack[-1]:
-            if isinstance(item, list):
-                stack.append(iter(item))
-                break
-            if type(item) not in _NUMBER_TYPES:
-                raise ValueError(f"expected numbers, got {_describe(item)}")
-            flat.append(item)
-        else:
-            stack.pop()
-    return numbers_array(flat)
-
-
-def series_array(values: list[Any], manifest: Manifest) -> np.ndarray:
-    """``values`` as float32 ``(time, features)``; raises _Bad with the element at fault."""
-    n_features = len(manifest.spec.features)
-    kinds = set(map(type, values))
-    nested = list in kinds
-    if nested and kinds != {list}:
-        raise _Bad(("values",), "mixes numbers and rows: send plain numbers or rows of numbers")
-    if nested:
-        kinds = set(map(type, chain.from_iterable(values)))
-    if not kinds <= _NUMBER_TYPES:
-        where, value = _first(values, nested, lambda v: type(v) not in _NUMBER_TYPES)
-        raise _Bad(("values", *where), f"expected a number, got {_describe(value)}")
-    try:
-        arr = np.array(values, dtype=np.float64)  # float64 first: a float32 cast would hide overflow
-    except ValueError:
-        raise _Bad(("values",), "rows have different lengths") from None
-    except OverflowError:  # an integer beyond float64 (only from the NaN-tolerant parser)
-        where, _ = _first(values, nested, lambda v: abs(v) > _F32_MAX)
-        raise _Bad(("values", *where), "outside the float32 range (about ±3.4e38)") from None
-    if arr.ndim == 1:
-        if n_features != 1:
-            raise _Bad(
-                ("values",),
-                f"the model takes {n_features} features ({', '.join(manifest.spec.features)}): send rows of "
-                f"{n_features} numbers, not plain numbers",
-            )
-        arr = arr[:, None]
-    elif arr.shape[1] != n_features:
-        raise _Bad(
-            ("values",),
-            f"rows have {arr.shape[1]} numbers, the model takes {n_features} features "
-            f"({', '.join(manifest.spec.features)})",
-        )
-    if not fits_float32(arr):
-        where, value = _first(values, nested, lambda v: not math.isfinite(v) or abs(v) > _F32_MAX)
-        if math.isnan(value):
-            raise _Bad(("values", *where), "NaN is not allowed: fill or drop missing values")
-        if math.isinf(value):
-            raise _Bad(("values", *where), "infinity is not allowed")
-        raise _Bad(("values", *where), "outside the float32 range (about ±3.4e38)")
-    if len(arr) < manifest.spec.input_window.min_length:
-        raise _Bad(
-            ("values",),
-            f"{len(arr)} points, the model needs at least {manifest.spec.input_window.min_length}",
-        )
-    return arr[-manifest.spec.input_window.length :].astype(np.float32)
-
-
-def fits_float32(arr: np.ndarray) -> bool:
-    """No NaN, no inf, nothing a float32 cannot hold (NaN compares False)."""
-    return bool((np.abs(arr) <= _F32_MAX).all())
-
-
-def values_list_problems(values_by_series: Iterable[tuple[int, Any]]) -> list[dict[str, Any]]:
-    """Error details for every ``series[i].values`` that is not a non-empty list.
-
-    ``SeriesIn`` leaves ``values`` unvalidated (see there), so this is its type check.
-    """
-    details: list[dict[str, Any]] = []
-    for i, values in values_by_series:
-        if type(values) is not list:
-            details.append({"loc": ["series", i, "values"], "msg": "Input should be a valid list"})
-        elif not values:
-            details.append({"loc": ["series", i, "values"], "msg": "empty: send at least one value"})
-        if len(details) >= MAX_DETAILS:
-            break
-    return details
-
-
-def raw_values(raw: Any) -> Iterator[tuple[int, Any]]:
-    """``(i, series[i]["values"])`` of a parsed body that pydantic refused, where present."""
+def parse_request(raw: Any, spec: ModelSpec, max_series: int) -> ForecastRequest:
+    """The parsed body as a ``ForecastRequest``; 422 with every problem of the envelope and the values."""
     series = raw.get("series") if isinstance(raw, dict) else None
-    if isinstance(series, list):
-        for i, item in enumerate(series):
-            if isinstance(item, dict) and "values" in item:
-                yield i, item["values"]
-
-
-def check_values_lists(req: ForecastRequest) -> None:
-    """422 unless every ``series[i].values`` is a non-empty list."""
-    details = values_list_problems((i, s.values) for i, s in enumerate(req.series))
-    if details:
-        raise InvalidRequest.from_details(details)
-
-
-def fast_batch(req: ForecastRequest, manifest: Manifest, bool_free: bool = False) -> np.ndarray | None:
-    """float32 ``(batch, window, features)`` for the common case, with few numpy calls; else None.
-
-    The common case: every series has the same number of points, at least a
-    window, all plain finite numbers (rows of ``len(features)`` for covariate
-    models). Anything else goes through ``series_array`` one series at a time,
-    which finds and names each problem. Both paths check every value, not only
-    the tail that the model sees.
-
-    ``bool_free``: the request body has no ``true`` or ``false`` token at all.
-    Then a large batch skips the Python type scan and converts in one C loop
-    (``_converted_batch``), which refuses every non-number but a bool: a bool
-    would become 1.0 or 0.0 unnoticed, which is why the caller must rule bools
-    out from the bytes.
-    """
-    values = [s.values for s in req.series]
-    lengths = set(map(len, values))
-    window = manifest.spec.input_window.length
-    if len(lengths) != 1 or lengths.pop() < window:
-        return None
-    n_features = len(manifest.spec.features)
-    if n_features > 1:
-        rows = list(chain.from_iterable(values))
-        if set(map(type, rows)) != {list} or set(map(len, rows)) != {n_features}:
-            return None
-        if bool_free and len(rows) * n_features > _SMALL:
-            return _converted_batch(chain.from_iterable(rows), len(values), len(values[0]), window)
-        cells = list(chain.from_iterable(rows))
-    else:
-        if bool_free and len(values) * len(values[0]) > _SMALL:
-            return _converted_batch(chain.from_iterable(values), len(values), len(values[0]), window)
-        cells = values[0] if len(values) == 1 else list(chain.from_iterable(values))
-    if not set(map(type, cells)) <= _NUMBER_TYPES:
-        return None
-    if len(cells) <= _SMALL:
-        # Each numpy call costs microseconds of fixed overhead on a small request
-        # (more once the model call has flushed the caches): check with one C loop,
-        # then convert once, with no overflow left to warn about. The sum of the
-        # magnitudes is NaN or inf if any value is, and bounds every value otherwise
-        # (a float sum of non-negative terms never rounds below its largest term);
-        # a large but legal batch merely takes the slow path.
-        try:
-            bound = sum(map(abs, cells))
-            if not (math.isfinite(bound) and bound <= _F32_MAX):
-                return None
-        except OverflowError:  # integers beyond float64, only from the NaN-tolerant parser
-            return None
-        arr = np.array(values, dtype=np.float32)
-    else:
-        wide = np.array(values, dtype=np.float64)
-        if not fits_float32(wide):
-            return None
-        arr = wide.astype(np.float32)
-    # (batch, time) or (batch, time, features) -> (batch, window, features)
-    return arr[:, -window:, None] if n_features == 1 else arr[:, -window:]
-
-
-def _converted_batch(cells: Iterable[Any], batch: int, length: int, window: int) -> np.ndarray | None:
-    """float32 ``(batch, window, features)`` from the ``batch * length * features`` cells of a
-    rectangular, bool-free batch, or None.
-
-    ``array("d")`` converts in one C loop and takes only ints and floats (and
-    bools, which the caller has ruled out): a string, null, object or list
-    raises TypeError, an int beyond float64 OverflowError. Memory stays at 8
-    bytes a cell whatever the client sent, unlike dtype inference, which sizes a
-    text array by the longest string.
-    """
+    series = series if isinstance(series, list) else []
+    if len(series) > max_series:
+        # Refuse before pydantic builds (say) 500,000 tiny series only to count them.
+        raise InvalidRequest.at(["series"], f"{len(series)} series, at most {max_series} per request")
     try:
-        flat = array("d", cells)
-    except (TypeError, OverflowError):
-        return None
-    wide = np.frombuffer(flat, dtype=np.float64).reshape(batch, length, -1)
-    if not fits_float32(wide):
-        return None
-    return wide[:, -window:].astype(np.float32)
+        return ForecastRequest.model_validate(raw)
+    except ValidationError as exc:
+        # pydantic leaves the values to service.values (see SeriesIn): check those present too.
+        present = [(i, s["values"]) for i, s in enumerate(series) if isinstance(s, dict) and "values" in s]
+        _, value_details = values.check_all(present, spec)
+        raise InvalidRequest.from_details(_in_series_order(validation_details(exc) + value_details)) from None
+
+
+def check_options(req: ForecastRequest, manifest: Manifest) -> int:
+    """The horizon to return; 422 for options the model cannot honour."""
+    if req.levels is not None:
+        reason = (
+            "this model has no intervals" if manifest.intervals is None else "intervals are not served yet"
+        )
+        raise InvalidRequest.at(["levels"], f"{reason}; leave out levels")
+    if req.horizon is not None and req.horizon > manifest.spec.horizon:
+        raise InvalidRequest.at(
+            ["horizon"], f"{req.horizon} steps asked, the model forecasts at most {manifest.spec.horizon}"
+        )
+    return req.horizon or manifest.spec.horizon
+
+
+def prepare(req: ForecastRequest, manifest: Manifest, horizon: int) -> Batch:
+    """Check every series against the model and stack them into one input batch; 422 naming every
+    problem (up to a limit)."""
+    x, details = values.batch([s.values for s in req.series], manifest.spec)
+    faulty = {d["loc"][1] for d in details}  # series whose values cannot be dated
+    freq = parse_frequency(manifest.spec.frequency)
+    stamps: list[list[str] | None] = []
+    seen: dict[str, int] = {}
+    for i, series in enumerate(req.series):
+        try:
+            if series.id is not None:
+                if series.id in seen:
+                    raise _Bad(("id",), f"duplicate of series[{seen[series.id]}].id")
+                seen[series.id] = i
+            if series.start is not None and series.timestamps is not None:
+                raise _Bad(("start",), "give start or timestamps, not both")
+            dated = (series.start is not None or series.timestamps is not None) and i not in faulty
+            stamps.append(_forecast_timestamps(series, len(series.values), freq, horizon) if dated else None)
+        except _Bad as bad:
+            details.append({"loc": ["series", i, *bad.loc], "msg": bad.msg})
+    if details or x is None:
+        raise InvalidRequest.from_details(_in_series_order(details))
+    return Batch(x=x, horizon=horizon, timestamps=stamps)
+
+
+def answer(manifest: Manifest, req: ForecastRequest, batch: Batch, y: np.ndarray) -> ForecastResponse:
+    """The ``ForecastResponse`` for the model's output ``y``: float32 (batch, model horizon, targets).
+
+    422 for a series whose forecast is NaN or infinite (values far beyond what
+    the model was trained on can overflow inside the graph): no number to send.
+    """
+    y = y[:, : batch.horizon]  # (batch, horizon, targets)
+    means = float_lists(y[..., 0] if y.shape[2] == 1 else y)  # per series: numbers, or rows of targets
+    forecasts: list[dict[str, Any]] = []
+    for series, mean, stamps in zip(req.series, means, batch.timestamps, strict=True):
+        forecast: dict[str, Any] = {"id": series.id, "mean": mean}
+        if stamps is not None:  # left unset otherwise, so left out of the answer
+            forecast["timestamps"] = stamps
+        forecasts.append(forecast)
+    fields = {
+        "model": manifest.name,
+        "version": manifest.version,
+        "horizon": batch.horizon,
+        "targets": manifest.spec.targets,
+        "forecasts": forecasts,
+    }
+    try:
+        # One validation of the whole answer costs less than building each Forecast in Python.
+        return ForecastResponse.model_validate(fields)
+    except ValidationError:
+        # float_lists writes NaN and inf as null, which the model refuses: name those series.
+        overflowed = np.flatnonzero(~np.isfinite(y).all(axis=(1, 2)))
+        if not overflowed.size:
+            raise  # a bug of ours, not the client's
+        msg = "the model's forecast for these values is not finite: are they on the scale it was trained on?"
+        raise InvalidRequest.from_details(
+            [{"loc": ["series", int(i), "values"], "msg": msg} for i in overflowed]
+        ) from None
 
 
 def _last_timestamp(series: SeriesIn, count: int, freq: Frequency | None) -> tuple[datetime, bool] | None:
@@ -313,78 +190,3 @@ def _forecast_timestamps(
     except (OverflowError, ValueError):
         field = "timestamps" if series.timestamps is not None else "start"
         raise _Bad((field,), "the forecast would run past year 9999") from None
-
-
-def check_options(req: ForecastRequest, manifest: Manifest) -> int:
-    """The horizon to return; 422 for options the model cannot honour."""
-    if req.levels is not None:
-        reason = (
-            "this model has no intervals" if manifest.intervals is None else "intervals are not served yet"
-        )
-        raise InvalidRequest.at(["levels"], f"{reason}; leave out levels")
-    if req.horizon is not None and req.horizon > manifest.spec.horizon:
-        raise InvalidRequest.at(
-            ["horizon"], f"{req.horizon} steps asked, the model forecasts at most {manifest.spec.horizon}"
-        )
-    return req.horizon or manifest.spec.horizon
-
-
-def prepare(req: ForecastRequest, manifest: Manifest, horizon: int, bool_free: bool = False) -> Batch:
-    """Check every series against the model and stack them into one input batch.
-
-    All problems are collected (up to a limit) so a client fixes them in one round.
-    ``bool_free``: see ``fast_batch``.
-    """
-    check_values_lists(req)
-    freq = parse_frequency(manifest.spec.frequency)
-    x = fast_batch(req, manifest, bool_free)
-    arrays: list[np.ndarray] = []
-    stamps: list[list[str] | None] = []
-    details: list[dict[str, Any]] = []
-    seen: dict[str, int] = {}
-    for i, series in enumerate(req.series):
-        try:
-            if series.id is not None:
-                if series.id in seen:
-                    raise _Bad(("id",), f"duplicate of series[{seen[series.id]}].id")
-                seen[series.id] = i
-            if x is None:
-                arrays.append(series_array(series.values, manifest))
-            dated = series.start is not None or series.timestamps is not None
-            if series.start is not None and series.timestamps is not None:
-                raise _Bad(("start",), "give start or timestamps, not both")
-            stamps.append(_forecast_timestamps(series, len(series.values), freq, horizon) if dated else None)
-        except _Bad as bad:
-            details.append({"loc": ["series", i, *bad.loc], "msg": bad.msg})
-            if len(details) >= MAX_DETAILS:
-                break
-    if details:
-        raise InvalidRequest.from_details(details)
-    if x is None:
-        # Histories are cut to the window, so lengths differ only for models whose
-        # min_length is below the window: feed those the common, shortest tail.
-        time = min(len(a) for a in arrays)
-        x = np.stack([a[-time:] for a in arrays])
-    return Batch(x=x, horizon=horizon, timestamps=stamps)
-
-
-def answer(manifest: Manifest, req: ForecastRequest, batch: Batch, y: np.ndarray) -> dict[str, Any]:
-    """The response body (shape of ``ForecastResponse``); numpy rows are left for orjson to write.
-
-    ``y``: float32 (batch, model horizon, targets).
-    """
-    y = y[:, : batch.horizon]  # (batch, horizon, targets)
-    rows = np.ascontiguousarray(y[..., 0] if y.shape[2] == 1 else y)  # orjson needs C order
-    forecasts = []
-    for i, series in enumerate(req.series):
-        item: dict[str, Any] = {"id": series.id, "mean": rows[i]}
-        if batch.timestamps[i] is not None:
-            item["timestamps"] = batch.timestamps[i]
-        forecasts.append(item)
-    return {
-        "model": manifest.name,
-        "version": manifest.version,
-        "horizon": batch.horizon,
-        "targets": manifest.spec.targets,
-        "forecasts": forecasts,
-    }

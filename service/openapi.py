@@ -70,9 +70,20 @@ def _json(model: type[BaseModel], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
 
 
-def _op(summary: str, ok: type[BaseModel], errors: dict[str, str], tag: str, **extra: Any) -> dict[str, Any]:
+def _op(
+    summary: str,
+    ok: type[BaseModel],
+    errors: dict[str, str],
+    tag: str,
+    falsy: type[BaseModel] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One operation: ``ok`` on 200, the tag's error model on each of ``errors``; ``falsy``: a V2
+    health or readiness answer, which the protocol sends with 400 when it is false."""
     err = s2.V2Error if tag == "v2" else s1.ErrorResponse
     responses = {"200": _json(ok)} | {code: _json(err, text) for code, text in errors.items()}
+    if falsy is not None:
+        responses["400"] = _json(falsy, "false: not ready")
     return {"summary": summary, "tags": [tag], "responses": responses, **extra}
 
 
@@ -100,8 +111,9 @@ def _v2_model_paths(suffix: str, version: bool) -> dict[str, Any]:
             "get": _op(
                 "model ready (V2): 200 true, 400 false",
                 s2.ModelReady,
-                {"400": "not ready", "404": "unknown"},
+                {"404": "unknown"},
                 "v2",
+                falsy=s2.ModelReady,
                 parameters=p,
             )
         },
@@ -180,7 +192,7 @@ def build(settings: Settings) -> dict[str, Any]:
         "/v2": {"get": _op("server metadata (V2)", s2.ServerMetadata, {}, "v2")},
         "/v2/health/live": {"get": _op("server live (V2)", s2.Live, {}, "v2")},
         "/v2/health/ready": {
-            "get": _op("server ready (V2): 200 true, 400 false", s2.Ready, {"400": "not ready"}, "v2")
+            "get": _op("server ready (V2): 200 true, 400 false", s2.Ready, {}, "v2", falsy=s2.Ready)
         },
     }
     paths |= _v2_model_paths("", version=False)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import orjson
 from flask import Blueprint, Response, current_app, redirect
 
 from service import openapi
 from service.errors import NotReady
-from service.payload import json_response
+from service.payload import model_response
+from service.schemas import FailedLoad, Health, Readiness
 from service.state import state
 
 bp = Blueprint("ops", __name__)
@@ -18,7 +20,7 @@ _DOCS_CSP = "default-src 'self'; style-src 'self'; script-src 'self'; img-src 's
 @bp.get("/healthz")
 def healthz() -> Response:
     """The process answers: nothing else is checked (a liveness probe must not restart a loading worker)."""
-    return json_response({"status": "ok"})
+    return model_response(Health())
 
 
 @bp.get("/readyz")
@@ -38,8 +40,8 @@ def readyz() -> Response:
         ]
         raise NotReady(reason or "not ready", details)
     served = {n: r.version for n in models if (r := registry.served(n)) is not None}
-    failed = {n: {"version": f.version, "error": f.error} for n in models if (f := registry.failed(n))}
-    return json_response({"ready": True, "models": models, "served": served, "failed": failed})
+    failed = {n: FailedLoad(version=f.version, error=f.error) for n in models if (f := registry.failed(n))}
+    return model_response(Readiness(ready=True, models=models, served=served, failed=failed))
 
 
 @bp.get("/metrics")
@@ -54,7 +56,7 @@ def openapi_json() -> Response:
     cache = current_app.extensions.setdefault("seqcast_openapi", {})
     if "doc" not in cache:
         cache["doc"] = openapi.build(state().settings)
-    return json_response(cache["doc"])
+    return Response(orjson.dumps(cache["doc"]), mimetype="application/json")  # a document, not a model
 
 
 @bp.get("/docs")

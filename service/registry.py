@@ -31,6 +31,7 @@ from service.bundle import store
 from service.bundle.manifest import Manifest, valid_name
 from service.bundle.predictor import Predictor
 from service.errors import ModelNotFound, NotReady
+from service.schemas import ModelStatus
 
 log = logging.getLogger("seqcast.registry")
 
@@ -98,7 +99,7 @@ class Registry:
             raise NotReady(f"model {name!r} is not ready: {failed.error if failed else 'not loaded'}")
         return served
 
-    def readiness(self) -> tuple[bool, dict[str, str], str | None]:
+    def readiness(self) -> tuple[bool, dict[str, ModelStatus], str | None]:
         """(ready, status per model, reason): ready when every published model is served."""
         names = self.names()
         status = {n: self._status(n) for n in names}
@@ -109,7 +110,7 @@ class Registry:
             return False, status, "not ready: " + ", ".join(f"{n} ({status[n]})" for n in waiting)
         return True, status, None
 
-    def _status(self, name: str) -> str:
+    def _status(self, name: str) -> ModelStatus:
         if name in self._served:
             return "ready"
         return "failed" if name in self._failed else "not_loaded"

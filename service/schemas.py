@@ -1,10 +1,11 @@
-"""Request and response models of the ``/v1`` API; the OpenAPI document is built from them.
+"""Request and response models of the ``/v1`` API and the ops routes; the OpenAPI document is built
+from them, and every answer is serialised through them.
 
 Requests are strict (no ``"12"`` for 12, no unknown fields, so a typo such as
 ``horizn`` is an error rather than silently ignored). pydantic validates the
-envelope; the numbers in ``values`` are checked by numpy in ``service.forecast``,
-which is an order of magnitude faster on large batches than per-element
-validation, so their JSON schema is declared here by hand.
+envelope; the numbers in ``values`` are checked in one place, ``service.values``
+(a type scan and one numpy call per batch, where per-element validation costs
+milliseconds on a large batch), so their JSON schema is declared here by hand.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from service.bundle.manifest import Metrics, ModelSpec
+from service.bundle.manifest import Metrics, ModelSpec, Selection
 
 _NUMBER = {"type": "number"}
 VALUES_SCHEMA: dict[str, Any] = {
@@ -45,10 +46,9 @@ class SeriesIn(_Request):
     """One series to forecast."""
 
     id: str | None = Field(default=None, min_length=1, max_length=200, description="echoed in the answer")
-    # Not validated here: pydantic would copy every list, 12,288 elements for a
-    # 256-series batch, before service.forecast checks each value anyway. That the
-    # values are a non-empty list is checked there too (check_values_lists).
-    values: Annotated[SkipValidation[list[Any]], WithJsonSchema(VALUES_SCHEMA)]
+    # Not validated here: service.values checks everything about them (that they are a
+    # list, each number, the shape against the model) and names the element at fault.
+    values: Annotated[SkipValidation[Any], WithJsonSchema(VALUES_SCHEMA)]
     start: str | None = Field(
         default=None,
         max_length=64,
@@ -116,6 +116,9 @@ class ModelInfo(BaseModel):
         description="whether forecasts carry timestamps (the frequency is known to the service)",
     )
     metrics: Metrics | None = None
+    selection: Selection | None = Field(
+        default=None, description="how the automatic recipe chose the model (the manifest's, as it is)"
+    )
     error: str | None = Field(default=None, description="why the model could not be loaded")
     failed_version: str | None = Field(
         default=None,
@@ -132,10 +135,20 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+class FailedLoad(BaseModel):
+    version: str | None = Field(description="the version that failed to load (null: CURRENT unreadable)")
+    error: str
+
+
 class Readiness(BaseModel):
+    """``GET /readyz`` when ready (503 with an ``ErrorResponse`` naming each model that is not)."""
+
     ready: bool
     models: dict[str, ModelStatus]
-    reason: str | None = None
+    served: dict[str, str] = Field(description="model -> the version this worker serves")
+    failed: dict[str, FailedLoad] = Field(
+        description="model -> a newer version that failed to load while the last good one stays served"
+    )
 
 
 class ErrorDetail(BaseModel):

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from service.bundle.manifest import ModelSpec
+
 _DATA_SCHEMA: dict[str, Any] = {
     "description": "tensor elements in row-major order, flat or nested; omitted with binary_data_size",
     "type": "array",
@@ -64,12 +66,17 @@ class MetadataTensor(BaseModel):
     shape: list[int]
 
 
+class ModelParameters(BaseModel):
+    spec: ModelSpec = Field(description="Seqcast's description of the model (the manifest's spec, as it is)")
+
+
 class ModelMetadata(BaseModel):
     name: str
     versions: list[str]
     platform: str
     inputs: list[MetadataTensor]
     outputs: list[MetadataTensor]
+    parameters: ModelParameters | None = Field(default=None, description="extra fields the protocol allows")
 
 
 class ServerMetadata(BaseModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from flask import Flask, current_app
 
@@ -12,7 +11,6 @@ from service.registry import Registry
 from service.settings import Settings
 
 EXTENSION = "seqcast"
-ENVIRON_KEY = "seqcast.state"  # set by the app's WSGI wrapper (service.app._instrument)
 
 
 @dataclass(frozen=True)
@@ -25,13 +23,6 @@ class State:
 def state() -> State:
     """The state of the app handling the current request."""
     found: State = current_app.extensions[EXTENSION]
-    return found
-
-
-def state_in(environ: dict[str, Any]) -> State:
-    """The state from the request's WSGI environ: on the forecast path this dict
-    lookup replaces a ``current_app`` lookup, about a microsecond on a busy worker."""
-    found: State = environ[ENVIRON_KEY]
     return found
 
 

@@ -17,18 +17,27 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import orjson
 from flask import Blueprint, Response, request
 from pydantic import ValidationError
 
 from service import __version__
 from service.errors import ModelNotFound, NotReady, ServiceError, UnsupportedMediaType, format_loc
-from service.forecast import numbers_array
 from service.metrics import now
-from service.payload import JSON_OPTIONS, is_json_mimetype, json_response, parse_json, read_body
+from service.payload import float_lists, is_json_mimetype, model_response, parse_json, read_body
 from service.registry import Served
-from service.schemas_v2 import InferRequest
+from service.schemas_v2 import (
+    InferRequest,
+    InferResponse,
+    Live,
+    MetadataTensor,
+    ModelMetadata,
+    ModelParameters,
+    ModelReady,
+    Ready,
+    ServerMetadata,
+)
 from service.state import state
+from service.values import not_positive, numbers_array
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -48,12 +57,12 @@ def _served(name: str, version: str | None) -> Served:
 
 @bp.get("")
 def server_metadata() -> Response:
-    return json_response({"name": "seqcast", "version": __version__, "extensions": EXTENSIONS})
+    return model_response(ServerMetadata(name="seqcast", version=__version__, extensions=EXTENSIONS))
 
 
 @bp.get("/health/live")
 def live() -> Response:
-    return json_response({"live": True})
+    return model_response(Live(live=True))
 
 
 @bp.get("/health/ready")
@@ -62,7 +71,7 @@ def ready() -> Response:
     if not registry.attempted:
         registry.load_all(blocking=False)
     is_ready = registry.readiness()[0]
-    return json_response({"ready": is_ready}, status=200 if is_ready else 400)
+    return model_response(Ready(ready=is_ready), status=200 if is_ready else 400)
 
 
 @bp.get("/models/<name>/ready")
@@ -71,8 +80,8 @@ def model_ready(name: str, version: str | None = None) -> Response:
     try:
         _served(name, version)
     except NotReady:  # unknown models and versions stay 404
-        return json_response({"name": name, "ready": False}, status=400)
-    return json_response({"name": name, "ready": True})
+        return model_response(ModelReady(name=name, ready=False), status=400)
+    return model_response(ModelReady(name=name, ready=True))
 
 
 @bp.get("/models/<name>")
@@ -81,20 +90,22 @@ def model_metadata(name: str, version: str | None = None) -> Response:
     served = _served(name, version)
     spec = served.manifest.spec
     time = -1 if spec.input_window.max_length is None else spec.input_window.length
-    return json_response(
-        {
-            "name": name,
-            "versions": [served.version],
-            "platform": "onnxruntime_onnx",
-            "inputs": [
-                {"name": spec.input_name, "datatype": "FP32", "shape": [-1, time, len(spec.features)]}
+    return model_response(
+        ModelMetadata(
+            name=name,
+            versions=[served.version],
+            platform="onnxruntime_onnx",
+            inputs=[
+                MetadataTensor(name=spec.input_name, datatype="FP32", shape=[-1, time, len(spec.features)])
             ],
-            "outputs": [
-                {"name": spec.output_name, "datatype": "FP32", "shape": [-1, spec.horizon, len(spec.targets)]}
+            outputs=[
+                MetadataTensor(
+                    name=spec.output_name, datatype="FP32", shape=[-1, spec.horizon, len(spec.targets)]
+                )
             ],
             # Seqcast's own description of the model (the protocol allows extra fields).
-            "parameters": {"spec": spec.model_dump()},
-        }
+            parameters=ModelParameters(spec=spec),
+        )
     )
 
 
@@ -153,8 +164,11 @@ def _tensor(req: InferRequest, binary: bytes, served: Served) -> np.ndarray:
             )
     if not np.isfinite(flat).all():  # raw bytes can hold anything
         raise BadInfer(f"input {tensor.name!r} holds NaN or infinity")
-    x = flat.reshape(batch, time, features)
-    return np.ascontiguousarray(x[:, -m.spec.input_window.length :])
+    x = np.ascontiguousarray(flat.reshape(batch, time, features)[:, -m.spec.input_window.length :])
+    problem = not_positive(x, m.spec)
+    if problem is not None:
+        raise BadInfer(f"input {tensor.name!r}: {problem}")
+    return x
 
 
 @bp.post("/models/<name>/infer")
@@ -181,15 +195,23 @@ def infer(name: str, version: str | None = None) -> Response:
     y = served.predictor.predict(x)  # (batch, horizon, targets)
     app_state.metrics.observe_prediction(name, served.version, x.shape[0], now() - started)
     output: dict[str, Any] = {"name": m.spec.output_name, "datatype": "FP32", "shape": list(y.shape)}
-    body: dict[str, Any] = {"model_name": name, "model_version": served.version, "outputs": [output]}
+    if as_binary:
+        raw_y = np.ascontiguousarray(y, dtype="<f4").tobytes()
+        output["parameters"] = {"binary_data_size": len(raw_y)}
+    elif not np.isfinite(y).all():
+        raise BadInfer(
+            "the model's output holds NaN or infinity, which JSON cannot carry (binary_data can): "
+            "are the inputs on the scale the model was trained on?"
+        )
+    else:
+        output["data"] = float_lists(y.ravel())
+    fields: dict[str, Any] = {"model_name": name, "model_version": served.version, "outputs": [output]}
     if req.id is not None:
-        body["id"] = req.id
+        fields["id"] = req.id
+    answer = InferResponse.model_validate(fields)
     headers = {"X-Model-Version": served.version}
     if not as_binary:
-        output["data"] = np.ascontiguousarray(y).ravel()
-        return json_response(body, headers=headers)
-    raw_y = np.ascontiguousarray(y, dtype="<f4").tobytes()
-    output["parameters"] = {"binary_data_size": len(raw_y)}
-    head = orjson.dumps(body, option=JSON_OPTIONS)
+        return model_response(answer, headers=headers, exclude_unset=True)  # no "id": null, no "parameters"
+    head = answer.model_dump_json(exclude_unset=True).encode()
     headers[HEADER_LENGTH] = str(len(head))
     return Response(head + raw_y, headers=headers, mimetype="application/octet-stream")

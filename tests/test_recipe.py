@@ -201,15 +201,18 @@ def test_every_candidate_kind_exports_with_parity(tmp_path, kind):
     )
     if kind == "network":
         network = NetworkSpec(cell="gru", head="direct", hidden=8, base=name)
-    elif kind == "log":  # the base forecasts the logarithms; the graph takes and returns raw values
-        network = NetworkSpec(head="none", base=name, transform="log")
+    elif kind == "log":  # half the base forecasts the logarithms; the graph takes and returns raw values
+        network = NetworkSpec(head="none", base=f"mean({name}, log {name})", log_share=0.5)
     else:
         network = NetworkSpec(head="none", base=name)
     mean, std = train_statistics(ds, cfg.split)
     model = build_model(
         model_spec(network, ds.features, ds.targets, length, horizon, ds.frequency), mean, std
     )
-    model.set_base(name, matrix)
+    if kind == "log":
+        model.set_base(f"mean({name}, log {name})", matrix, log_matrix=matrix)
+    else:
+        model.set_base(name, matrix)
     if kind == "network":  # a trained-looking correction: weights that are not zero
         torch.manual_seed(0)
         with torch.no_grad():
@@ -222,7 +225,9 @@ def test_every_candidate_kind_exports_with_parity(tmp_path, kind):
     real = np.concatenate([x, windows["val"].x])
     check_parity(model, predictor, real, float(np.std(windows["train"].y)))
     if kind == "log":
-        expected = np.exp(bases.apply(matrix, np.log(real[..., :1])))
+        expected = 0.5 * bases.apply(matrix, real[..., :1]) + 0.5 * np.exp(
+            bases.apply(matrix, np.log(real[..., :1]))
+        )
     else:
         expected = bases.apply(matrix, real[..., :1])
     got = predictor.predict(real)
@@ -230,3 +235,71 @@ def test_every_candidate_kind_exports_with_parity(tmp_path, kind):
         assert not np.allclose(got, expected, atol=1e-3)  # the correction is in the graph
     else:
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)  # the base is the forecast
+
+
+# --- backtest -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_backtest_trains_at_each_earlier_origin_and_forecasts_what_came_next(tmp_path, capsys):
+    from training import backtest
+    from training.cli import main
+
+    path = _csv(tmp_path, "season", _seasonal(), monthly=True)
+    cfg = _config(path, 6, train=QUICK_TRAIN)
+    results = backtest.run_backtest(cfg, origins=2)
+    assert [r.dropped for r in results] == [0, 6]
+    full = load_dataset(cfg.data).series[0]
+    stamps = [str(t) for t in full.timestamps]
+    # origin 0 forecasts the last 6 points; origin 1 the 6 before them, from 6 points less
+    assert results[0].stamps == stamps[-6:] and results[1].stamps == stamps[-12:-6]
+    assert results[1].last == stamps[-13]
+    for r in results:
+        assert r.metrics.windows == 1 and r.metrics.model.mase is not None
+        assert (
+            r.metrics.model.mase < r.metrics.naive.mase
+        )  # a seasonal series: the recipe beats the last value
+    text = backtest.table(results)
+    assert "mean of 2 origins" in text and results[1].last[:10] in text
+
+    toml = tmp_path / "bt.toml"
+    toml.write_text(f'[data]\npath = "{path.name}"\n[window]\nhorizon = 6\n[train]\nepochs = 5\n')
+    assert (
+        main(["backtest", "--config", str(toml), "--origins", "1", "--out", str(tmp_path / "bt"), "-q"]) == 0
+    )
+    assert "mean of 1 origins" in capsys.readouterr().out
+    assert (tmp_path / "bt" / "forecasts.png").stat().st_size > 1000
+    assert (tmp_path / "bt" / "table.txt").read_text().startswith("last seen")
+
+
+def test_a_panel_report_scores_every_series(tmp_path):
+    from service.bundle.manifest import NetworkSpec
+    from training.evaluate import per_series_table
+    from training.models import model_spec
+
+    frames = []
+    for k in range(3):  # long layout: three series, the last one shorter
+        values = _seasonal(120 - 20 * (k == 2), seed=k)
+        stamps = pd.date_range("2000-01-01", periods=len(values), freq="MS")
+        frames.append(pd.DataFrame({"timestamp": stamps, "series_id": f"s{k}", "value": values}))
+    path = tmp_path / "panel.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    cfg = _config(path, 6)
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"layout": "long"})})
+    ds = load_dataset(cfg.data)
+    cfg = recipe.resolve(cfg, ds, 12)
+    spec = model_spec(NetworkSpec(head="none", base="naive"), ds.features, ds.targets, 24, 6, ds.frequency)
+
+    class LastValue:  # the model: the last value, so its column must equal naive's
+        def __init__(self) -> None:
+            self.spec = spec
+
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            return np.repeat(x[:, -1:, :1], 6, axis=1)
+
+    text = per_series_table(LastValue(), ds, cfg.split, 12)
+    rows = [line.split() for line in text.splitlines()[1:4]]
+    assert [r[0] for r in rows] == ["s0", "s1", "s2"]
+    for r in rows:
+        assert r[1] == r[2] and float(r[3]) < float(r[1])  # = naive; the seasonal naive is better
+    assert "on 0 of 3 series" in text

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from pydantic import BaseModel
 from service_stubs import (
     StubPredictor,
     make_manifest,
@@ -23,7 +24,7 @@ from service_stubs import (
 
 from service.app import create_app
 from service.bundle import store
-from service.schemas import ErrorResponse, ForecastRequest, ForecastResponse, ModelList
+from service.schemas import ErrorResponse, ForecastRequest, ForecastResponse, ModelInfo, ModelList
 
 SIX = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
 
@@ -72,7 +73,7 @@ def test_forecast_one_series_uses_the_tail_and_dates_the_steps(client: FlaskClie
     assert f["timestamps"] == ["1949-09-01", "1949-10-01", "1949-11-01"]
 
 
-@pytest.mark.parametrize("n_series", [1, 400])  # the fast path checks small and large batches differently
+@pytest.mark.parametrize("n_series", [1, 400])
 def test_values_at_the_edges_of_float32_are_served_exactly(model_dir: Path, n_series: int) -> None:
     settings = settings_for(model_dir, max_series=n_series, max_body_bytes=1 << 20)
     client = create_app(settings, loader=stub_loader).test_client()
@@ -84,9 +85,8 @@ def test_values_at_the_edges_of_float32_are_served_exactly(model_dir: Path, n_se
     assert firsts.shape == (n_series,) and (firsts == edge).all()  # stub: last value + 1 (lost in float32)
 
 
-# A large batch (over 2,048 values) with no true/false in the body takes the path
-# where one C loop converts the cells instead of a Python type scan; one bad cell anywhere
-# must still be found and named.
+# A large batch is checked by one type scan and one numpy call while it is clean; one bad
+# cell anywhere must still be found and named.
 LARGE_BAD_CELLS = [
     ("bool", True, (422, ["series", 300, "values", 2])),
     ("false", False, (422, ["series", 300, "values", 2])),
@@ -118,14 +118,14 @@ def test_one_bad_cell_in_a_large_batch_is_named(model_dir: Path, cell: Any, expe
 
 
 def test_a_long_string_in_a_large_batch_costs_no_memory(model_dir: Path) -> None:
-    """Converting cell by cell, not by dtype inference (which would size a text array
-    of 3,000 cells by the longest string: 240 MB for this 20 KB cell)."""
+    """The type scan refuses the string before numpy sees it (dtype inference would size a
+    text array of 3,000 cells by the longest string: 240 MB for this 20 KB cell)."""
     import tracemalloc
 
     settings = settings_for(model_dir, max_series=500, max_body_bytes=1 << 22)
     client = create_app(settings, loader=stub_loader).test_client()
     series = [{"values": [1.5, 2, 3.25, 4, 5, 6.5]} for _ in range(500)]
-    series[300]["values"][2] = "a" * 20_000  # no t or f: the body takes the bool-free path
+    series[300]["values"][2] = "a" * 20_000
     tracemalloc.start()
     try:
         r = post(client, "uni", {"series": series})
@@ -247,6 +247,57 @@ def test_models_say_how_their_forecast_is_built(tmp_path: Path) -> None:
     assert info["spec"] == spec.model_dump(mode="json")  # the manifest's spec, as it is
     listed = client.get("/v1/models").get_json()["models"][0]
     assert listed["spec"]["network"]["base_damping"] == 0.95
+
+
+def test_a_model_chosen_by_the_recipe_shows_its_base_and_selection(tmp_path: Path) -> None:
+    from service.bundle.manifest import CandidateScore, Selection
+
+    manifest = make_manifest("auto")
+    network = manifest.spec.network.model_copy(update={"head": "none", "base": "drift"})
+    selection = Selection(
+        windows=4,
+        chosen="drift",
+        score=0.8,
+        baseline=0.9,
+        candidates=[CandidateScore(name="drift", kind="base", score=0.8)],
+    )
+    spec = manifest.spec.model_copy(update={"network": network})
+    publish_stub(tmp_path, manifest.model_copy(update={"spec": spec, "selection": selection}))
+    client = create_app(settings_for(tmp_path), loader=stub_loader).test_client()
+    info = client.get("/v1/models/auto").get_json()
+    assert info["spec"] == spec.model_dump(mode="json")  # the manifest's, as it is
+    assert info["selection"] == selection.model_dump(mode="json")
+    assert ModelInfo.model_validate(info).selection == selection
+    assert post(client, "auto", one()).status_code == 200
+
+
+def test_a_model_on_logarithms_refuses_values_that_are_not_positive(tmp_path: Path) -> None:
+    manifest = make_manifest("logs")
+    network = manifest.spec.network.model_copy(
+        update={"head": "none", "base": "mean(drift, log drift)", "log_share": 0.5}
+    )
+    publish_stub(
+        tmp_path, manifest.model_copy(update={"spec": manifest.spec.model_copy(update={"network": network})})
+    )
+    client = create_app(settings_for(tmp_path), loader=stub_loader).test_client()
+    assert post(client, "logs", one()).status_code == 200
+    # a zero in the window (the last 6 values): 422 naming the series, for the batch and one by one
+    for body in (
+        one([1.0, 0.0, 3.0, 4.0, 5.0, 6.0]),
+        {"series": [{"values": SIX}, {"values": [9.0, *SIX[:-1], -1.0]}]},
+    ):
+        r = post(client, "logs", body)
+        assert r.status_code == 422, r.data
+        (detail,) = error_of(r)["details"]
+        assert "must be positive" in detail["msg"] and "log_share 0.5" in detail["msg"]
+    bad = r.get_json()["error"]["details"][0]["loc"]
+    assert bad[:2] == ["series", 1]
+    # an older, non-positive value outside the window is not read: accepted
+    assert post(client, "logs", one([-5.0, *SIX])).status_code == 200
+    x = np.array([[[1.0], [2.0], [0.0], [4.0], [5.0], [6.0]]], dtype=np.float32)
+    tensor = {"name": "x", "datatype": "FP32", "shape": [1, 6, 1], "data": x.ravel().tolist()}
+    r = client.post("/v2/models/logs/infer", json={"inputs": [tensor]})
+    assert r.status_code == 400 and "must be positive" in r.get_json()["error"]
 
 
 def test_health_and_readiness(client: FlaskClient, tmp_path: Path) -> None:
@@ -379,6 +430,9 @@ BAD: list[tuple[str, str, Any, str, tuple[int, str], list[Any] | None]] = [
     ("series-not-object", "uni", {"series": [SIX]}, JSON, INVALID, ["series", 0]),
     ("empty-values", "uni", one([]), JSON, INVALID, V),
     ("values-not-list", "uni", one(3), JSON, INVALID, V),
+    ("values-null", "uni", one(None), JSON, INVALID, V),
+    ("values-object", "uni", one({"0": 1}), JSON, INVALID, V),
+    ("no-values", "uni", {"series": [{"id": "a"}]}, JSON, INVALID, V),
     ("string-value", "uni", one([1, 2, "3", 4, 5, 6]), JSON, INVALID, [*V, 2]),
     ("null-value", "uni", one([1, None, 3, 4, 5, 6]), JSON, INVALID, [*V, 1]),
     ("bool-value", "uni", one([1, 2, 3, 4, 5, True]), JSON, INVALID, [*V, 5]),
@@ -386,6 +440,9 @@ BAD: list[tuple[str, str, Any, str, tuple[int, str], list[Any] | None]] = [
     ("infinity", "uni", b'{"series": [{"values": [1, 2, 3, -Infinity, 5, 6]}]}', JSON, INVALID, [*V, 3]),
     ("beyond-float64", "uni", b'{"series": [{"values": [1e400, 2, 3, 4, 5, 6]}]}', JSON, INVALID, [*V, 0]),
     ("beyond-float32", "uni", one([1, 2, 3, 4, 5, 1e39]), JSON, INVALID, [*V, 5]),
+    ("int-beyond-float64", "uni", b'{"series": [{"values": [1, 2, 3, 4, 1' + b"0" * 400 + b', 6]}]}', JSON,
+     (400, "malformed_json"), None),  # orjson reads big integers as floats; past float64 it refuses
+    ("rows-for-one-feature-too-wide", "uni", one([[1, 2]] * 6), JSON, INVALID, V),
     ("too-short", "uni", {"series": [{"values": SIX}, {"values": [1, 2, 3]}]}, JSON, INVALID,
      ["series", 1, "values"]),
     ("mixed-rows", "uni", one([1, [2], 3, 4, 5, 6]), JSON, INVALID, V),
@@ -393,6 +450,12 @@ BAD: list[tuple[str, str, Any, str, tuple[int, str], list[Any] | None]] = [
     ("wrong-feature-count", "multi", one([[1, 2]] * 4), JSON, INVALID, V),
     ("plain-numbers-for-covariates", "multi", one([1, 2, 3, 4]), JSON, INVALID, V),
     ("nested-string", "multi", one([[1, 2, 3]] * 3 + [[1, "x", 3]]), JSON, INVALID, [*V, 3, 1]),
+    ("nested-bool", "multi", one([[1, 2, 3]] * 3 + [[1, 2, False]]), JSON, INVALID, [*V, 3, 2]),
+    ("list-in-a-row", "multi", one([[1, 2, 3], [1, [2], 3], *[[1, 2, 3]] * 2]), JSON, INVALID, [*V, 1, 1]),
+    ("nested-nan", "multi", b'{"series": [{"values": [[1, 2, 3], [1, 2, 3], [NaN, 2, 3], [1, 2, 3]]}]}', JSON,
+     INVALID, [*V, 2, 0]),
+    ("empty-rows", "multi", one([[]] * 4), JSON, INVALID, V),
+    ("rows-too-short-history", "multi", one([[1, 2, 3]] * 3), JSON, INVALID, V),
     ("horizon-too-long", "uni", {**one(), "horizon": 4}, JSON, INVALID, ["horizon"]),
     ("horizon-zero", "uni", {**one(), "horizon": 0}, JSON, INVALID, ["horizon"]),
     ("horizon-string", "uni", {**one(), "horizon": "2"}, JSON, INVALID, ["horizon"]),
@@ -507,56 +570,120 @@ def test_a_client_that_resets_mid_body_gets_a_400_not_a_500(client: FlaskClient)
         assert r.status_code == 400, (environ, r.data)
 
 
-def test_fast_batch_takes_the_converting_path_only_when_safe() -> None:
-    """The one-loop conversion gives the same batch as the type scan, and refuses every non-number."""
-    from service import forecast
-    from tests.service_stubs import make_manifest
-
-    manifest = make_manifest("uni")
-    clean = ForecastRequest.model_validate({"series": [{"values": [1.5, 2, 3, 4, 5, 6]}] * 400})
-    scanned = forecast.fast_batch(clean, manifest, bool_free=False)
-    converted = forecast.fast_batch(clean, manifest, bool_free=True)
-    assert scanned is not None and converted is not None
-    assert converted.dtype == np.float32 and converted.shape == (400, 6, 1)
-    np.testing.assert_array_equal(converted, scanned)
-    big = [{"values": [1.5, 2, 3, 4, 5, 2**70]}] * 400  # a legal number beyond 64-bit ints
-    got = forecast.fast_batch(ForecastRequest.model_validate({"series": big}), manifest, bool_free=True)
-    assert got is not None and got[0, -1, 0] == np.float32(2**70)
-    for bad in ("2", None, [2.0], {"a": 1}, 1e39, 10**400, "a" * 10_000):
-        series = [{"values": [1.5, 2, 3, 4, 5, 6]} for _ in range(400)]
-        series[7]["values"][1] = bad
-        req = ForecastRequest.model_validate({"series": series})
-        assert forecast.fast_batch(req, manifest, bool_free=True) is None, bad
-    # Bools are the one thing the conversion takes (True -> 1.0): hence the caller's byte check.
-    series = [{"values": [1.5, 2, 3, 4, 5, 6]} for _ in range(400)]
-    series[7]["values"][1] = True
-    req = ForecastRequest.model_validate({"series": series})
-    assert forecast.fast_batch(req, manifest, bool_free=False) is None
-    assert forecast.fast_batch(req, manifest, bool_free=True) is not None  # the precondition matters
-
-
-@pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        (b'{"series": [{"values": [1.5, 2e-3, -4E+2]}]}', False),
-        (b'{"series": [{"values": [1, true]}]}', True),
-        (b'{"series": [{"values": [false, 1]}]}', True),
-        (b'{"series": [{"start": "2020-01-01T00:00", "values": [1, 2]}]}', False),  # t and f, no token
-        (b'{"series": [{"id": "fast", "values": [1]}], "horizon": 2}', False),
-        (b'{"series": [{"id": "is-true", "values": [1]}]}', True),  # conservative: the exact scan path
-        ('{"series": [{"values": [1, true]}]}'.encode("utf-16"), True),  # json.loads takes UTF-16/32
-        ('{"series": [{"values": [1, 2]}]}'.encode("utf-32-le"), True),
-    ],
-)
-def test_may_hold_bools(body: bytes, expected: bool) -> None:
-    from service.payload import may_hold_bools
-
-    assert may_hold_bools(body) is expected
-
-
 def test_a_values_type_error_comes_in_the_same_round_as_the_envelopes(client: FlaskClient) -> None:
     r = post(client, "uni", {"series": [{"id": "", "values": SIX}, {"values": "x"}, {"values": []}]})
     assert r.status_code == 422
     locs = [d["loc"] for d in error_of(r)["details"]]
     assert locs == [["series", 0, "id"], ["series", 1, "values"], ["series", 2, "values"]]
     assert error_of(r)["details"][2]["msg"] == "empty: send at least one value"
+
+
+# -- every answer matches the model the OpenAPI document names for it -------------
+
+
+def documented_model(doc: dict[str, Any], path: str, method: str, status: int) -> type[BaseModel]:
+    from service.openapi import _RESPONSES
+
+    response = doc["paths"][path][method]["responses"][str(status)]
+    name = response["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    return next(m for m in _RESPONSES if m.__name__ == name)
+
+
+def undocumented_fields(value: Any, data: Any, where: str = "body") -> list[str]:
+    """Keys in ``data`` that the validated ``value`` has no field for (validation alone ignores them)."""
+    if isinstance(value, BaseModel):
+        found = [f"{where}.{k}" for k in data if k not in type(value).model_fields]
+        return found + [
+            f for k in data if k in type(value).model_fields
+            for f in undocumented_fields(getattr(value, k), data[k], f"{where}.{k}")
+        ]  # fmt: skip
+    if isinstance(value, list):
+        return [f for i, (v, d) in enumerate(zip(value, data, strict=True))
+                for f in undocumented_fields(v, d, f"{where}[{i}]")]  # fmt: skip
+    if isinstance(value, dict):
+        return [f for k in data for f in undocumented_fields(value[k], data[k], f"{where}[{k!r}]")]
+    return []
+
+
+# (path in the document, URL, method, JSON body or None, status)
+ANSWERS: list[tuple[str, str, str, Any, int]] = [
+    ("/v1/models", "/v1/models", "get", None, 200),
+    ("/v1/models/{name}", "/v1/models/multi", "get", None, 200),
+    ("/v1/models/{name}", "/v1/models/nope", "get", None, 404),
+    ("/v1/models/{name}/forecast", "/v1/models/uni/forecast", "post", one(start="2020-01-01", id="a"), 200),
+    ("/v1/models/{name}/forecast", "/v1/models/multi/forecast", "post", one([[1, 2, 3]] * 4), 200),
+    ("/v1/models/{name}/forecast", "/v1/models/uni/forecast", "post", one([1, "x"]), 422),
+    ("/v1/models/{name}/forecast", "/v1/models/uni/forecast", "post", b"{", 400),
+    ("/v1/models/{name}/forecast", "/v1/models/uni/forecast", "post", one([1.5] * 2000), 413),
+    ("/v1/models/{name}/forecast", "/v1/models/nope/forecast", "post", one(), 404),
+    ("/v1/models/{name}/forecast", "/v1/models/broken/forecast", "post", one(), 503),
+    ("/v1/models/{name}/reload", "/v1/models/uni/reload", "post", None, 200),
+    ("/healthz", "/healthz", "get", None, 200),
+    ("/readyz", "/readyz", "get", None, 503),  # 'broken' never loads
+    ("/v2", "/v2", "get", None, 200),
+    ("/v2/health/live", "/v2/health/live", "get", None, 200),
+    ("/v2/health/ready", "/v2/health/ready", "get", None, 400),  # false is a 400 in this protocol
+    ("/v2/models/{name}", "/v2/models/multi", "get", None, 200),
+    ("/v2/models/{name}", "/v2/models/nope", "get", None, 404),
+    ("/v2/models/{name}/versions/{version}", "/v2/models/uni/versions/v1", "get", None, 200),
+    ("/v2/models/{name}/ready", "/v2/models/uni/ready", "get", None, 200),
+    ("/v2/models/{name}/ready", "/v2/models/broken/ready", "get", None, 400),
+    ("/v2/models/{name}/versions/{version}/ready", "/v2/models/uni/versions/v1/ready", "get", None, 200),
+    ("/v2/models/{name}/infer", "/v2/models/uni/infer", "post",
+     {"id": "r", "inputs": [{"name": "x", "shape": [1, 6, 1], "datatype": "FP32", "data": SIX}]}, 200),
+    ("/v2/models/{name}/infer", "/v2/models/uni/infer", "post", {"inputs": []}, 400),
+    ("/v2/models/{name}/versions/{version}/infer", "/v2/models/uni/versions/v1/infer", "post",
+     {"inputs": [{"name": "x", "shape": [1, 6, 1], "datatype": "FP32", "data": SIX}]}, 200),
+]  # fmt: skip
+
+
+def test_every_answer_is_the_model_the_document_names(app: Flask, tmp_path: Path) -> None:
+    client = app.test_client()
+    doc = client.get("/openapi.json").get_json()
+    checked: set[str] = set()
+
+    def check(c: FlaskClient, path: str, url: str, method: str, body: Any, status: int) -> dict[str, Any]:
+        data = body if body is None or isinstance(body, bytes) else orjson.dumps(body)
+        r = c.open(url, method=method.upper(), data=data, content_type=JSON if data is not None else None)
+        assert r.status_code == status, (url, r.data)
+        payload = r.get_json()
+        model = documented_model(doc, path, method, status)
+        answer = model.model_validate(payload)
+        assert not undocumented_fields(answer, payload), (url, model.__name__, payload)
+        checked.add(path)
+        return payload
+
+    for case in ANSWERS:
+        check(client, *case)
+    # /readyz answers 200 once every model is served; here with a failed newer version beside.
+    publish_stub(tmp_path, make_manifest("a"))
+    ready = create_app(settings_for(tmp_path), loader=stub_loader).test_client()
+    assert check(ready, "/readyz", "/readyz", "get", None, 200)["failed"] == {}
+    bad = publish_stub(tmp_path, make_manifest("a", version="v2"))
+    (bad / "model.onnx").write_bytes(b"truncated")
+    assert ready.post("/v1/models/a/reload").status_code == 200
+    answer = check(ready, "/readyz", "/readyz", "get", None, 200)
+    assert answer["served"] == {"a": "v1"} and answer["failed"]["a"]["version"] == "v2"
+    # Every documented JSON route was called (/metrics answers text).
+    assert set(doc["paths"]) - checked == {"/metrics"}
+
+
+class Overflowing(StubPredictor):
+    """Answers inf for a series whose last value is past 1e30, as a graph can overflow inside."""
+
+    def predict(self, x: Any) -> Any:
+        y = super().predict(x)
+        return np.where(x[:, -1:, :1] > 1e30, np.float32(np.inf), y).astype(np.float32)
+
+
+def test_a_forecast_that_is_not_finite_is_a_422_naming_the_series(model_dir: Path) -> None:
+    app = create_app(settings_for(model_dir), loader=lambda b: Overflowing(store.verify_bundle(b).spec))
+    client = app.test_client()
+    r = post(client, "uni", {"series": [{"values": SIX}, {"values": [*SIX[:5], 3e38]}]})
+    assert r.status_code == 422 and error_of(r)["details"][0]["loc"] == ["series", 1, "values"]
+    assert "not finite" in error_of(r)["message"]
+    infer = {"inputs": [{"name": "x", "shape": [1, 6, 1], "datatype": "FP32", "data": [*SIX[:5], 3e38]}]}
+    r = client.post("/v2/models/uni/infer", json=infer)  # JSON cannot carry inf: 400 in V2's shape
+    assert r.status_code == 400 and "NaN or infinity" in r.get_json()["error"]
+    binary = {**infer, "outputs": [{"name": "y", "parameters": {"binary_data": True}}]}
+    assert client.post("/v2/models/uni/infer", json=binary).status_code == 200  # raw bytes can

@@ -12,9 +12,11 @@ import pytest
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from service_stubs import settings_for, standard_models, stub_loader
+from service_stubs import make_manifest, settings_for, standard_models, stub_loader
 
+from service import values
 from service.app import create_app
+from service.bundle.manifest import InputWindow, ModelSpec
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -128,3 +130,89 @@ def test_random_bytes_never_5xx(client: FlaskClient, body: bytes) -> None:
 @given(body=infer, model=st.sampled_from(["uni", "multi"]))
 def test_v2_near_misses_never_5xx(client: FlaskClient, body: Any, model: str) -> None:
     send(client, f"/v2/models/{model}/infer", body)
+
+
+# -- the common case of service.values agrees with the per-series rules ---------------
+
+# Every one refused by a rule, but 2**70 (a legal number beyond 64-bit integers).
+odd = st.sampled_from(
+    [float("nan"), float("inf"), -float("inf"), 1e39, -3.5e38, 2**70, 10**400,
+     True, False, None, "1", [], [1.0], {"v": 1}]
+)  # fmt: skip
+
+
+@st.composite
+def batches(draw: st.DrawFn, spec: ModelSpec) -> list[Any]:
+    """Series of one length around the model's minimum, of clean numbers (plain, or rows as wide as
+    the model's features), then maybe one flaw: an odd cell, a series one shorter, a row one wider.
+    The common case is taken for most clean ones and must refuse every flawed one."""
+    n = draw(st.integers(1, 5))
+    length = draw(st.integers(spec.input_window.min_length - 1, spec.input_window.length + 2))
+    width = len(spec.features) if len(spec.features) > 1 else draw(st.sampled_from([0, 1]))  # 0: plain
+    shape = (n, length) if width == 0 else (n, length, width)
+    size = int(np.prod(shape))
+    cells = draw(st.lists(finite, min_size=size, max_size=size))
+    histories: list[Any] = np.array(cells, dtype=object).reshape(shape).tolist()  # ints stay ints
+    flaw = draw(st.sampled_from(["none", "cell", "cell", "shorter", "wider"]))
+    if length == 0 or flaw == "none":
+        return histories
+    i, j, k = draw(st.integers(0, n - 1)), draw(st.integers(0, length - 1)), draw(st.integers(0, 2))
+    if flaw == "cell" and width == 0:
+        histories[i][j] = draw(odd)
+    elif flaw == "cell":
+        histories[i][j][k % width] = draw(odd)
+    elif flaw == "shorter":
+        histories[i].pop()
+    elif flaw == "wider" and width:
+        histories[i][j].append(1.0)
+    return histories
+
+
+SPECS = {
+    "uni": make_manifest("u").spec,
+    "multi": make_manifest("m", features=("x", "y", "temp"), targets=("x", "y"), window=4).spec,
+    # a shorter minimum than the window: histories may differ in length
+    "uni-short": make_manifest("u").spec.model_copy(
+        update={"input_window": InputWindow(length=6, min_length=2)}
+    ),
+}
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.data(), model=st.sampled_from(sorted(SPECS)))
+def test_the_batch_is_what_each_series_gives_alone(data: st.DataObject, model: str) -> None:
+    spec = SPECS[model]
+    histories = data.draw(
+        st.one_of(
+            batches(spec),
+            batches(spec),
+            st.lists(st.one_of(plausible, rows, any_json), min_size=1, max_size=4),
+        )
+    )
+    x, details = values.batch(histories, spec)
+    arrays, alone = values.check_all(enumerate(histories), spec)
+    assert details == alone
+    if alone:
+        assert x is None
+        return
+    assert x is not None and x.dtype == np.float32 and x.shape[2] == len(spec.features)
+    time = min(len(a) for a in arrays)
+    np.testing.assert_array_equal(x, np.stack([a[-time:] for a in arrays]))
+
+
+def test_values_name_the_element_and_the_reason() -> None:
+    spec = SPECS["uni"]
+    cases = [
+        ("3", (), "expected a list of numbers, got a string"),
+        ([1, 2, 3, 4, 5, 10**400], (5,), "outside the float32 range"),  # not from HTTP: a direct caller
+        ([1, 2, float("nan"), 4, 5, 6], (2,), "NaN is not allowed"),
+        ([1, 2, 3, float("-inf"), 5, 6], (3,), "infinity is not allowed"),
+        ([[1], [2], [3], [4], [5], [True]], (5, 0), "expected a number, got a boolean"),
+        ([1, 2, 3], (), "3 points, the model needs at least 6"),
+    ]
+    for given_values, where, msg in cases:
+        with pytest.raises(values.BadValues) as caught:
+            values.history(given_values, spec)
+        assert (caught.value.where, caught.value.msg[: len(msg)]) == (where, msg), given_values
+    x, details = values.batch([[1, 2, 3, 4, 5, 6, 7]] * 2, spec)  # longer than the window: the tail
+    assert details == [] and x is not None and x[:, :, 0].tolist() == [[2, 3, 4, 5, 6, 7]] * 2

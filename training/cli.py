@@ -75,6 +75,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, help="shortcut: retrain.margin (0.05 = 5%% better)")
     _add_common(p)
 
+    p = sub.add_parser(
+        "backtest", help="train and score at several earlier forecast origins (rolling origin)"
+    )
+    p.add_argument("--config", type=Path, required=True, help="TOML config")
+    p.add_argument("--origins", type=int, default=4, help="forecast origins, newest first (default 4)")
+    p.add_argument("--step", type=int, help="points between origins (default: the horizon)")
+    p.add_argument(
+        "--out", type=Path, help="folder for table.txt and forecasts.png (default runs/backtest-NAME)"
+    )
+    p.add_argument("--seed", type=int, help="shortcut for --set train.seed=N")
+    _add_common(p)
+
     p = sub.add_parser("explain", help="plot how the gradient fades over time steps for RNN, LSTM and GRU")
     p.add_argument("--config", type=Path, required=True, help="TOML config (data, window, model size)")
     p.add_argument("--epochs", type=int, default=30, help="training epochs per cell (0: untrained)")
@@ -124,6 +136,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.no_publish:
         bundle = publish(exported, cfg.model_dir, cfg.export.make_current)
         print(f"bundle: {bundle}")
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from training import backtest
+    from training.config import load_config
+    from training.data import load_dataset
+
+    cfg = load_config(args.config, _overrides(args))
+    results = backtest.run_backtest(cfg, args.origins, args.step)
+    text = backtest.table(results)
+    print(text)
+    out = args.out or Path("runs") / f"backtest-{cfg.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.txt").write_text(text)
+    backtest.plot(load_dataset(cfg.data), results, out / "forecasts.png")
+    print(f"table and plot: {out}/")
     return 0
 
 
@@ -206,6 +235,7 @@ COMMANDS = {
     "export": cmd_export,
     "retrain": cmd_retrain,
     "explain": cmd_explain,
+    "backtest": cmd_backtest,
     "models": manage.run,
 }
 

@@ -117,6 +117,37 @@ def score_predictor(predictor: Predictor, ds: Dataset, split: SplitConfig, seaso
     return score(ds, split, test, predictor.predict, season)
 
 
+def per_series_table(predictor: Predictor, ds: Dataset, split: SplitConfig, season: int) -> str:
+    """MASE per series on the test split: the model beside naive and seasonal naive (a panel's
+    report; a global model can be good on average and poor on some series)."""
+    spec = predictor.spec
+    window = WindowConfig(length=spec.input_window.length, horizon=spec.horizon)
+    test = make_windows(ds, split, window)["test"]
+    nt = len(ds.targets)
+    scale = mase_scales(ds, split, season)[test.series][:, None, :]
+    forecasts = {
+        "model": predictor.predict(test.x),
+        "naive": naive(test, nt),
+        "seasonal naive": seasonal_naive(ds, test, season),
+    }
+    errors = {k: np.abs(p - test.y) / scale for k, p in forecasts.items()}  # (n, horizon, targets)
+    lines = [f"{'series':<24} {'model':>8} {'naive':>8} {'s.naive':>8}"]
+    for k, s in enumerate(ds.series):
+        rows = test.series == k
+        cells = [float(np.nanmean(e[rows])) if rows.any() else float("nan") for e in errors.values()]
+        lines.append(f"{s.id[:24]:<24} " + " ".join(f"{c:8.3f}" for c in cells))
+    better = sum(
+        float(np.nanmean(errors["model"][test.series == k]))
+        < min(float(np.nanmean(errors[b][test.series == k])) for b in ("naive", "seasonal naive"))
+        for k in range(len(ds.series))
+        if (test.series == k).any()
+    )
+    lines.append(
+        f"the model beats the better of naive and seasonal naive on {better} of {len(ds.series)} series"
+    )
+    return "\n".join(lines) + "\n"
+
+
 def format_table(metrics: Metrics, title: str = "") -> str:
     """A plain-text table of the model against the baselines."""
     rows = [

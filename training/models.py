@@ -161,6 +161,7 @@ class Forecaster(nn.Module):
     """
 
     base_matrix: torch.Tensor  # (horizon, length), a persistent buffer when the model has a base
+    log_base_matrix: torch.Tensor  # (horizon, length): the fitted base's part on the logarithms
 
     def __init__(self, spec: ModelSpec, mean: Any = None, std: Any = None) -> None:
         super().__init__()
@@ -187,6 +188,8 @@ class Forecaster(nn.Module):
             # A persistent buffer: "auto" damping and the recipe set it before training, and
             # checkpoints, ensembles and the ONNX graph carry the matrix chosen.
             self.register_buffer("base_matrix", torch.from_numpy(self._seasonal_matrix(0.0)).float())
+            if cfg.log_share > 0:
+                self.register_buffer("log_base_matrix", self.base_matrix.clone())
             if cfg.base_damping is not None and cfg.base_damping != "auto":
                 self.base_matrix.copy_(torch.from_numpy(self._seasonal_matrix(float(cfg.base_damping))))
             if cfg.correction_gate:
@@ -212,11 +215,16 @@ class Forecaster(nn.Module):
         self.spec = self.spec.model_copy(update={"network": network})
         self.base_matrix.copy_(torch.from_numpy(self._seasonal_matrix(float(phi))))
 
-    def set_base(self, name: str, matrix: Any) -> None:
-        """Use a fitted linear base (``training.bases``): ``matrix`` is ``(horizon, length)``."""
+    def set_base(self, name: str, matrix: Any, log_matrix: Any = None) -> None:
+        """Use a fitted linear base (``training.bases``): ``matrix`` is ``(horizon, length)``; with a
+        ``log_share`` in the spec, ``log_matrix`` forecasts the logarithms for that share."""
         if not self.has_base or self.spec.network.base_lag is not None:
             raise ValueError("set_base needs a model built with network.base (a fitted base)")
+        if (log_matrix is not None) != (self.spec.network.log_share > 0):
+            raise ValueError("a log_matrix goes with a log_share above 0 in the spec, and only then")
         self.base_matrix.copy_(torch.as_tensor(matrix, dtype=torch.float32))
+        if log_matrix is not None:
+            self.log_base_matrix.copy_(torch.as_tensor(log_matrix, dtype=torch.float32))
         network = self.spec.network.model_copy(update={"base": name})
         self.spec = self.spec.model_copy(update={"network": network})
 
@@ -227,33 +235,33 @@ class Forecaster(nn.Module):
         different sizes weigh the same.
         """
         nt = self.n_targets
-        if self.spec.network.transform == "log":
-            x = torch.cat([torch.log(x[..., :nt]), x[..., nt:]], dim=-1)
         xn, loc, scale = self.scaler(x)
         if self.head is None:
-            return self.base(xn), loc[..., :nt], scale[..., :nt]
+            return self.base(x, xn, loc, scale), loc[..., :nt], scale[..., :nt]
         yn = self.head(xn)
         if self.has_base:
             if self.gate is not None:
                 yn = self.gate * yn
-            yn = self.base(xn) + yn
+            yn = self.base(x, xn, loc, scale) + yn
         return yn, loc[..., :nt], scale[..., :nt]
 
-    def base(self, xn: torch.Tensor) -> torch.Tensor:
-        """The base forecast, ``xn: (batch, time, features)`` normalised -> ``(batch, horizon, targets)``
-        normalised. Every base's rows sum to one, so it commutes with the affine scaling."""
+    def base(self, x: torch.Tensor, xn: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """The base forecast, normalised: ``x`` raw and ``xn`` normalised ``(batch, time, features)``,
+        ``loc``/``scale`` the scaling -> ``(batch, horizon, targets)``. Every base's rows sum to one,
+        so the linear part commutes with the affine scaling; the log part (``log_share``) is
+        ``exp`` of a base on the raw window's logarithms, normalised after."""
+        nt = self.n_targets
         length = self.base_matrix.shape[1]
-        window = xn[:, -length:, : self.n_targets]  # (batch, length, targets)
-        return torch.matmul(self.base_matrix, window)  # (horizon, length) @ -> (batch, horizon, targets)
-
-    def transform_targets(self, y: torch.Tensor) -> torch.Tensor:
-        """Raw targets ``(batch, horizon, targets)`` in the space ``forward_scaled`` works in."""
-        return torch.log(y) if self.spec.network.transform == "log" else y
+        linear = torch.matmul(self.base_matrix, xn[:, -length:, :nt])  # (horizon, length) @ (b, length, t)
+        share = self.spec.network.log_share
+        if share == 0:
+            return linear
+        logs = torch.matmul(self.log_base_matrix, torch.log(x[:, -length:, :nt]))
+        return (1 - share) * linear + share * (torch.exp(logs) - loc[..., :nt]) / scale[..., :nt]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         yn, loc, scale = self.forward_scaled(x)
-        y = yn * scale + loc
-        return torch.exp(y) if self.spec.network.transform == "log" else y
+        return yn * scale + loc
 
 
 class Ensemble(nn.Module):
@@ -275,9 +283,6 @@ class Ensemble(nn.Module):
         parts = [cast(Forecaster, m).forward_scaled(x) for m in self.members]
         yn = torch.stack([p[0] for p in parts]).mean(dim=0)
         return yn, parts[0][1], parts[0][2]
-
-    def transform_targets(self, y: torch.Tensor) -> torch.Tensor:
-        return cast(Forecaster, self.members[0]).transform_targets(y)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(x) for m in self.members]).mean(dim=0)

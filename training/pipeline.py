@@ -25,7 +25,7 @@ from service.bundle.predictor import OnnxPredictor
 from training import recipe, report
 from training.config import Config, config_to_dict
 from training.data import Dataset, load_dataset, season_for
-from training.evaluate import format_table, score_predictor
+from training.evaluate import format_table, per_series_table, score_predictor
 from training.export import check_parity, opset_of, to_onnx
 from training.models import Ensemble, Model, build_model, model_spec, rebuild
 from training.train import LOSSES, TrainResult, ensemble_result, evaluate_loss, fit, seed_everything
@@ -61,10 +61,10 @@ def season_of(cfg: Config, ds: Dataset) -> int:
     return cfg.evaluate.season or season_for(ds.frequency)
 
 
-def train_run(cfg: Config) -> Run:
-    """Load data, resolve what follows from it, then choose (automatic recipe) or fit (a hand-written
-    ``[model]``) the model."""
-    ds = load_dataset(cfg.data)
+def train_run(cfg: Config, ds: Dataset | None = None) -> Run:
+    """Load data (unless given: a backtest hands in earlier cuts of it), resolve what follows from
+    it, then choose (automatic recipe) or fit (a hand-written ``[model]``) the model."""
+    ds = ds if ds is not None else load_dataset(cfg.data)
     season = season_of(cfg, ds)
     cfg = recipe.resolve(cfg, ds, season)
     mean, std = train_statistics(ds, cfg.split)
@@ -189,6 +189,9 @@ def export_run(run: Run) -> Exported:
     }
     if run.choice is not None:
         files["report/selection.txt"] = recipe.table(run.choice).encode()
+    if len(run.dataset.series) > 1:
+        table = per_series_table(predictor, run.dataset, run.config.split, run.season)
+        files["report/per_series.txt"] = table.encode()
     return Exported(onnx_bytes, manifest, files, predictor)
 
 

@@ -74,7 +74,7 @@ def pick_device(choice: str) -> torch.device:
 def _scaled_loss(model: Model, loss_fn, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Loss in normalised units: ``y`` is ``(batch, horizon, targets)`` raw."""
     yn, loc, scale = model.forward_scaled(x)
-    return loss_fn(yn, (model.transform_targets(y) - loc) / scale)
+    return loss_fn(yn, (y - loc) / scale)
 
 
 @torch.no_grad()

@@ -126,11 +126,14 @@ class NetworkSpec(_Strict):
         "forecast; standard: training-split mean and std stored in the graph; none. Either way the "
         "graph takes and returns raw values",
     )
-    transform: Literal["none", "log"] = Field(
-        default="none",
-        description="log: the targets are modelled as their logarithms and the forecast is turned back "
-        "(exp), for positive series whose seasonal swings grow with their level; such a model takes "
-        "only positive target values. none: raw values",
+    log_share: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of the fitted base forecast made on the logarithms of the targets (exp of a "
+        "linear forecast of the logs; the rest is a linear forecast of the values): for positive series "
+        "whose seasonal swings grow with their level. A model with a log share takes only positive "
+        "target values. Written by the automatic recipe with base",
     )
     base_lag: int | None = Field(
         default=None,
@@ -175,6 +178,8 @@ class NetworkSpec(_Strict):
             raise ValueError("correction_gate needs base_lag (it gates the correction to the seasonal base)")
         if damping is not None and self.base_lag is None:
             raise ValueError("base_damping needs base_lag (it damps the seasonal base's last error)")
+        if self.log_share > 0 and self.base is None:
+            raise ValueError("log_share belongs to a fitted base (base), written by the automatic recipe")
         if self.base is not None and self.base_lag is not None:
             raise ValueError("give base_lag (a seasonal base) or base (a fitted one), not both")
         if self.head == "none" and self.base is None and self.base_lag is None:
@@ -247,6 +252,11 @@ class CandidateScore(_Strict):
     kind: Literal["base", "combination", "network"]
     score: float = Field(
         description="validation MASE: mean absolute error over the validation windows, scaled per series"
+    )
+    history: float | None = Field(
+        default=None,
+        description="MASE over every origin before the test split (training and validation windows), "
+        "for the fixed bases that learn nothing from them; None for fitted candidates",
     )
 
 
