@@ -14,8 +14,7 @@ would in one terminal while ``make run`` serves in another:
 - ``localhost:8000`` and ``127.0.0.1:8000`` become the test server's address;
 - ``seqcast train``, ``retrain`` and ``explain`` get ``--epochs 3`` (the
   only rewrite of a command; the docs' epochs train for minutes each on 2
-  cores), and torch one thread (``OMP_NUM_THREADS=1``), so that examples and
-  the server do not fight over the cores;
+  cores);
 - an answer block (```json or ```http) after an example must match the JSON
   that ends the example's output (or the whole HTTP answer) in shape: keys,
   types, the number of forecast steps, the HTTP status; not in value, as a
@@ -99,7 +98,6 @@ def _checkout(root: Path) -> tuple[Path, dict[str, str]]:
     (work / ".venv").symlink_to(_venv(), target_is_directory=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SEQCAST_", "PROMETHEUS_"))}
     env["PYTHONPATH"] = str(REPO)  # this checkout's code, whatever the venv's editable install points at
-    env["OMP_NUM_THREADS"] = "1"
     return work, env
 
 
