@@ -421,11 +421,11 @@ def choose(
     assert length is not None
     lags = [lag for lag in seasons(season, ds.frequency) if lag <= length]
     val = Validation(windows["val"], _scales(ds, cfg.split, season))
-    past = _merged([windows["train"], windows["val"]])
-    if len(past) > HISTORY_WINDOWS:  # a big panel: a random subset ranks the fixed bases as well
-        rows = np.random.default_rng(cfg.train.seed).choice(len(past), HISTORY_WINDOWS, replace=False)
-        past = _rows(past, np.sort(rows))
-    history = Validation(past, val.scales)
+    earlier = _merged([windows["train"], windows["val"]])
+    if len(earlier) > HISTORY_WINDOWS:  # a big panel: a random subset ranks the fixed bases as well
+        rows = np.random.default_rng(cfg.train.seed).choice(len(earlier), HISTORY_WINDOWS, replace=False)
+        earlier = _rows(earlier, np.sort(rows))
+    history = Validation(earlier, val.scales)
     spaces: list[Space] = ["raw"]
     if _positive(ds, cfg.split):
         spaces.append("log")  # for seasonal swings that grow with the level (airline passengers)
