@@ -9,7 +9,7 @@ input step to the forecast is the recurrence) is trained for a few epochs, then
 ``|d forecast[first step] / d x[t]|`` is averaged over the test windows and
 normalised so the newest step is 1. The curves fall exponentially with the
 distance (the vanishing gradient); how fast depends on the cell and on what it
-learned. Measured on the demo data (window 72, 30 epochs; README): 50 steps
+learned. Measured on the demo data (window 72, 30 epochs; docs/models.md): 50 steps
 back a plain RNN keeps 6e-6 of the newest step's influence, LSTM 7e-7, GRU 2e-3.
 """
 
