@@ -11,6 +11,7 @@ import torch
 
 from service.bundle.manifest import DAMPING_GRID, NetworkSpec
 from service.bundle.predictor import OnnxPredictor
+from training.bases import damped_seasonal
 from training.config import Config, MachineConfig, TrainConfig
 from training.data import load_dataset
 from training.export import ExportError, check_parity, to_onnx
@@ -227,7 +228,7 @@ def test_damped_seasonal_base_starts_as_the_seasonal_arima_forecast(head, scalin
     expected = np.stack([_seasonal_arima_forecast(row[:, 0].numpy(), 7, horizon, 0.8) for row in x])
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-3)
     # phi = 0 is the plain seasonal naive
-    model.base_phi.fill_(0.0)
+    model.set_base_damping(0.0)
     with torch.no_grad():
         steps = torch.arange(horizon) % 7
         torch.testing.assert_close(model(x), x[:, -7:, :1][:, steps], rtol=1e-5, atol=1e-3)
@@ -295,12 +296,13 @@ def test_base_damping_auto_picks_the_damping_of_the_data_and_keeps_it():
     result = fit(model, train, val, train_cfg, CPU)
     chosen = model.spec.network.base_damping  # what fit left in the model's spec
     assert chosen in (0.8, 0.9, 0.93, 0.95)
-    assert float(model.base_phi) == pytest.approx(chosen)
+    expected = damped_seasonal(15, 6, 7, chosen)
+    np.testing.assert_allclose(model.base_matrix.numpy(), expected, atol=1e-6)  # the graph's base too
     assert result.best_epoch == 0
     # the choice is the grid's best on validation, and far better than the plain seasonal naive
     losses = {}
     for phi in DAMPING_GRID:
-        model.base_phi.fill_(phi)
+        model.set_base_damping(phi)
         losses[phi] = evaluate_loss(model, LOSSES["mse"], torch.from_numpy(val.x), torch.from_numpy(val.y))
     assert min(losses, key=losses.__getitem__) == chosen
     assert losses[chosen] < 0.8 * losses[0.0]
@@ -319,7 +321,7 @@ def test_damped_base_exports_with_parity_and_round_trips(tmp_path):
     torch.save({"spec": model.spec.model_dump(mode="json"), "state": model.state_dict()}, tmp_path / "m.pt")
     payload = torch.load(tmp_path / "m.pt", weights_only=True)
     again = rebuild(payload["spec"], payload["state"]).eval()
-    assert float(again.base_phi) == pytest.approx(0.93)  # the chosen phi, not the config's "auto"
+    torch.testing.assert_close(again.base_matrix, model.base_matrix)  # phi 0.93, not the config's "auto"
     assert again.spec == model.spec and again.spec.network.base_damping == 0.93
     x = torch.from_numpy(windows.x)
     with torch.no_grad():
@@ -374,8 +376,8 @@ def test_seed_ensemble_averages_members_exports_and_round_trips(airline, tmp_pat
     if damping is None:
         assert spec.network.base_damping is None
     else:  # the phi the members chose (all the same: the choice precedes training)
-        phis = {float(m.base_phi) for m in model.members}
-        assert len(phis) == 1 and spec.network.base_damping == pytest.approx(phis.pop())
+        phis = {m.spec.network.base_damping for m in model.members}
+        assert len(phis) == 1 and spec.network.base_damping == phis.pop() != "auto"
     served = OnnxPredictor.load(bundle).predict(windows_x)
     with torch.no_grad():
         np.testing.assert_allclose(served, model(x).numpy(), rtol=1e-4, atol=1e-3)

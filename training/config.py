@@ -91,16 +91,29 @@ class DataConfig(_Section):
 class SplitConfig(_Section):
     """The split by time: the newest points of each series are held out."""
 
-    test: int = Field(default=24, gt=0, description="points held out at the end of each series for the test")
-    val: int = Field(
-        default=24, gt=0, description="points before the test split, for early stopping and choices"
+    test: int | None = Field(
+        default=None,
+        gt=0,
+        description="points held out at the end of each series for the test; None: one horizon (the "
+        "M4 competition's protocol)",
+    )
+    val: int | None = Field(
+        default=None,
+        gt=0,
+        description="points before the test split, for early stopping and the automatic recipe's "
+        "choices (every origin in it is scored); None: two horizons, one for short series",
     )
 
 
 class WindowConfig(_Section):
     """What the model reads and forecasts."""
 
-    length: int = Field(default=36, gt=0, description="input time steps")
+    length: int | None = Field(
+        default=None,
+        gt=0,
+        description="input time steps; None: two seasons or two horizons, whichever is longer, "
+        "shortened for short series",
+    )
     horizon: int = Field(default=12, gt=0, description="forecast steps")
     stride: int = Field(default=1, gt=0, description="steps between training windows")
 
@@ -208,7 +221,11 @@ class Config(_Section):
     data: DataConfig
     split: SplitConfig = Field(default_factory=SplitConfig)
     window: WindowConfig = Field(default_factory=WindowConfig)
-    model: NetworkSpec = Field(default_factory=NetworkSpec)
+    model: NetworkSpec | None = Field(
+        default=None,
+        description="write this section to choose the network by hand; leave it out and the automatic "
+        "recipe chooses the model on the validation windows (docs/models.md)",
+    )
     train: TrainConfig = Field(default_factory=TrainConfig)
     machine: MachineConfig = Field(default_factory=MachineConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
@@ -217,7 +234,8 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
-        self.model.check_window(self.window.length, self.window.horizon)
+        if self.model is not None and self.window.length is not None:
+            self.model.check_window(self.window.length, self.window.horizon)
         overlap = set(self.data.targets) & set(self.data.covariates)
         if overlap:
             raise ValueError(f"columns both target and covariate: {sorted(overlap)}")

@@ -80,9 +80,10 @@ def _default(field: FieldInfo) -> str:
     return f"`{value}`"
 
 
-def _section(name: str, model: type[BaseModel]) -> list[str]:
+def _section(name: str, model: type[BaseModel], note: str | None) -> list[str]:
     doc = (model.__doc__ or "").strip().splitlines()[0]
-    lines = [f"## [{name}]", "", doc, "", "| key | type | default | meaning |", "|---|---|---|---|"]
+    lines = [f"## [{name}]", "", doc + (f" Optional: {note}." if note else ""), ""]
+    lines += ["| key | type | default | meaning |", "|---|---|---|---|"]
     for key, field in model.model_fields.items():
         description = (field.description or "").replace("|", "\\|")
         if not description:
@@ -95,9 +96,10 @@ def render() -> str:
     """The whole page."""
     lines = [HEADER]
     for name, field in Config.model_fields.items():
-        model = field.annotation
-        assert isinstance(model, type) and issubclass(model, BaseModel)
-        lines += _section(name, model)
+        options = typing.get_args(field.annotation) or (field.annotation,)
+        model = next(o for o in options if isinstance(o, type) and issubclass(o, BaseModel))
+        optional = type(None) in options
+        lines += _section(name, model, field.description if optional else None)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -8,6 +8,11 @@ Layouts:
 Every problem is a :class:`DataError` that names the series, column and rows
 (rows are counted from 1, header not counted) so a user can fix the file.
 
+The time column (dates, years or step numbers) and its spacing are read by
+:mod:`training.timeaxis`. With ``steps = "time"`` rows must be evenly spaced;
+with ``steps = "rows"`` they need only increase (trading days, business hours)
+and each row is the next step.
+
 NaN policy: leading and trailing rows with a missing value are dropped (a series
 may start or end later than others); an interior run of at most ``max_gap``
 missing points in a column is linearly interpolated; a longer run is rejected.
@@ -16,29 +21,40 @@ missing points in a column is linearly interpolated; a longer run is rejected.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pandas.tseries.frequencies import to_offset
-from pandas.tseries.offsets import Tick
 
 from training.config import DataConfig
+from training.timeaxis import (
+    DataError,
+    TimestampError,
+    check_order,
+    check_spacing,
+    check_steps,
+    normalize_frequency,
+    parse_timestamps,
+    reading_hint,
+    season_for,
+    stamp_bytes,
+)
 
-
-class DataError(ValueError):
-    """The data cannot be used as given; the message says where and why."""
+__all__ = ["DataError", "Dataset", "Series", "fingerprint", "load_dataset", "read_table", "season_for"]
 
 
 @dataclass
 class Series:
-    """One series: ``values`` is ``(time, features)`` float32, targets first."""
+    """One series: ``values`` is ``(time, features)`` float32, targets first.
+
+    ``timestamps`` is a ``pd.DatetimeIndex``, or an int64 ``pd.Index`` of step
+    numbers when the time column holds plain integers (``0, 1, 2``).
+    """
 
     id: str
     values: np.ndarray
-    timestamps: pd.DatetimeIndex
+    timestamps: pd.Index
 
 
 @dataclass
@@ -46,7 +62,7 @@ class Dataset:
     series: list[Series]
     targets: list[str]
     covariates: list[str]
-    frequency: str | None
+    frequency: str | None  # a pandas alias or 'MS-15'; None for step numbers and steps="rows" (undated)
     source: str
     fingerprint: str = ""
     notes: list[str] = field(default_factory=list)
@@ -60,53 +76,20 @@ class Dataset:
         return sum(len(s.values) for s in self.series)
 
 
-def season_for(frequency: str | None) -> int:
-    """Seasonal period implied by a pandas frequency alias (1 when unknown)."""
-    if not frequency:
-        return 1
-    offset = to_offset(frequency)
-    if isinstance(offset, Tick):  # fixed-length steps: a day of them, or a week of days
-        step = pd.Timedelta(offset)
-        day = pd.Timedelta(days=1)
-        if step < day and day % step == pd.Timedelta(0):
-            return int(day // step)
-        return 7 if step == day else 1
-    base = offset.rule_code.split("-")[0].lstrip("B")
-    if base == "D":
-        return 7 if offset.n == 1 else 1
-    if base.startswith("M") or base.startswith("SM"):
-        return 12 if offset.n == 1 else 1
-    if base.startswith("Q"):
-        return 4 if offset.n == 1 else 1
-    if base.startswith("W"):
-        return 52 if offset.n == 1 else 1
-    return 1
-
-
-def read_table(path: Path, fmt: str = "auto") -> pd.DataFrame:
+def read_table(path: Path, fmt: str = "auto", delimiter: str = ",") -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {str(path)!r} does not exist")
     kind = fmt if fmt != "auto" else ("parquet" if path.suffix.lower() in {".parquet", ".pq"} else "csv")
     try:
-        return pd.read_parquet(path) if kind == "parquet" else pd.read_csv(path)
+        df = pd.read_parquet(path) if kind == "parquet" else pd.read_csv(path, sep=delimiter)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: cannot read as {kind}: {exc}") from exc
-
-
-def _parse_timestamps(col: pd.Series, name: str) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(col):
-        parsed = col
-    elif pd.api.types.is_integer_dtype(col) and col.between(1, 9999).all():
-        parsed = pd.to_datetime(col.astype(str).str.zfill(4), format="%Y", errors="coerce")  # years
-    else:
-        parsed = pd.to_datetime(col, errors="coerce", format="mixed")
-    bad = parsed.isna()
-    if bad.any():
-        rows = np.flatnonzero(bad.to_numpy())
-        shown = ", ".join(f"row {r + 1} ({col.iloc[r]!r})" for r in rows[:5])
-        raise DataError(f"column {name!r}: {len(rows)} timestamp(s) cannot be parsed: {shown}")
-    return parsed.dt.tz_localize(None) if getattr(parsed.dt, "tz", None) is not None else parsed
+    header = str(df.columns[0]) if len(df.columns) == 1 else ""
+    other = next((sep for sep in ";\t|," if sep != delimiter and sep in header), None)
+    if kind == "csv" and other:  # one column can never be a series: the file uses another separator
+        raise DataError(f"{path}: the header {header!r} is one field; set data.delimiter = {other!r}")
+    return df
 
 
 def _numeric(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -129,59 +112,6 @@ def _require(df: pd.DataFrame, names: list[str], what: str) -> None:
     missing = [n for n in names if n not in df.columns]
     if missing:
         raise DataError(f"{what} column(s) {missing} not found; the columns are {list(df.columns)}")
-
-
-def _check_order(sid: str, ts: pd.Series, rows: np.ndarray) -> None:
-    values = ts.to_numpy()
-    dup = np.flatnonzero(values[1:] == values[:-1])
-    if len(dup) == 0:
-        seen = pd.Series(values).duplicated(keep=False).to_numpy()
-        dup_any = np.flatnonzero(seen)
-        if len(dup_any):
-            i = dup_any[0]
-            raise DataError(f"series {sid!r}: duplicate timestamp {ts.iloc[i]} (row {rows[i] + 1})")
-    else:
-        i = dup[0]
-        raise DataError(
-            f"series {sid!r}: duplicate timestamp {ts.iloc[i]} at rows {rows[i] + 1} and {rows[i + 1] + 1}"
-        )
-    back = np.flatnonzero(values[1:] < values[:-1])
-    if len(back):
-        i = back[0]
-        raise DataError(
-            f"series {sid!r}: timestamps are not sorted: row {rows[i + 1] + 1} ({ts.iloc[i + 1]}) "
-            f"comes after row {rows[i] + 1} ({ts.iloc[i]}); sort the file by time"
-        )
-
-
-def _infer_freq(ts: pd.DatetimeIndex) -> str | None:
-    """``pd.infer_freq`` as a string alias on pandas 2 and 3 (3 warns it will return an offset)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        freq = pd.infer_freq(ts)
-    return freq if freq is None or isinstance(freq, str) else freq.freqstr
-
-
-def _check_spacing(sid: str, ts: pd.DatetimeIndex, rows: np.ndarray, freq: str | None) -> str | None:
-    """Return the series' frequency; raise on a missing or extra step."""
-    if len(ts) < 3:
-        return freq
-    inferred = _infer_freq(ts)
-    if freq is None and inferred is not None:
-        return inferred
-    guess = freq or _infer_freq(ts[:3])
-    if guess is None:
-        raise DataError(f"series {sid!r}: cannot infer a regular frequency from the first timestamps")
-    expected = pd.date_range(ts[0], periods=len(ts), freq=guess)
-    wrong = np.flatnonzero(expected != ts)
-    if len(wrong) == 0:
-        return guess
-    i = wrong[0]
-    raise DataError(
-        f"series {sid!r}: irregular spacing at row {rows[i] + 1}: expected {expected[i]} after "
-        f"{ts[i - 1]} (frequency {guess}), found {ts[i]}; add the missing rows (values may be "
-        f"NaN, gaps up to max_gap are interpolated) or drop the extra ones"
-    )
 
 
 def _fill_gaps(sid: str, frame: pd.DataFrame, rows: np.ndarray, max_gap: int) -> pd.DataFrame:
@@ -213,14 +143,54 @@ def fingerprint(series: list[Series], features: list[str]) -> str:
     digest = hashlib.sha256(repr(features).encode())
     for s in series:
         digest.update(s.id.encode())
-        digest.update(s.timestamps.as_unit("ns").asi8.tobytes())  # same data, any resolution
+        digest.update(stamp_bytes(s.timestamps))
         digest.update(np.ascontiguousarray(s.values).tobytes())
     return digest.hexdigest()
 
 
+Group = tuple[str, np.ndarray, list[str]]  # a series: id, row positions in the file, its columns
+
+
+def _groups(df: pd.DataFrame, cfg: DataConfig, targets: list[str]) -> tuple[list[Group], list[str]]:
+    """The file's series, and the dataset's target names."""
+    if cfg.layout == "long":
+        indices = df.groupby(cfg.series_id, sort=False).indices
+        return [
+            (str(sid), np.asarray(idx), targets + cfg.covariates) for sid, idx in indices.items()
+        ], targets
+    rows = np.arange(len(df))
+    if cfg.columns == "series":
+        return [(name, rows, [name] + cfg.covariates) for name in targets], ["value"]
+    return [(Path(cfg.path).stem, rows, targets + cfg.covariates)], targets
+
+
+def _series(
+    cfg: DataConfig, groups: list[Group], stamps: pd.Index, values: pd.DataFrame, freq: str | None
+) -> tuple[list[Series], set[str]]:
+    """Validated series and the frequencies their spacing shows (none for step numbers or steps='rows')."""
+    series: list[Series] = []
+    freqs: set[str] = set()
+    for sid, idx, cols in groups:
+        check_order(sid, stamps[idx], idx)
+        frame = _fill_gaps(sid, values.iloc[idx][cols], idx, cfg.max_gap)
+        kept = frame.index.to_numpy()  # row positions left after trimming NaN ends
+        index = stamps[kept]
+        if cfg.steps == "time" and isinstance(index, pd.DatetimeIndex):
+            found = check_spacing(sid, index, kept, freq)
+            freqs.update([found] if found else [])
+        elif cfg.steps == "time":
+            check_steps(sid, index, kept)
+        arr = frame.to_numpy(dtype=np.float32)
+        if cfg.tail is not None:
+            arr, index = arr[-cfg.tail :], index[-cfg.tail :]
+        series.append(Series(id=sid, values=arr, timestamps=index))
+    return series, freqs
+
+
 def load_dataset(cfg: DataConfig) -> Dataset:
     """Read ``cfg.path`` and return validated series (targets first, then covariates)."""
-    df = read_table(cfg.path, cfg.format).reset_index(drop=True)
+    freq = normalize_frequency(cfg.frequency) if cfg.frequency else None
+    df = read_table(cfg.path, cfg.format, cfg.delimiter).reset_index(drop=True)
     if df.empty:
         raise DataError(f"{cfg.path}: no rows")
     _require(df, [cfg.timestamp], "timestamp")
@@ -236,44 +206,20 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         if not targets:
             raise DataError(f"{cfg.path}: no value columns besides {keys + cfg.covariates}")
     values = _numeric(df, targets + cfg.covariates)
-    stamps = _parse_timestamps(df[cfg.timestamp], cfg.timestamp)
-    row_numbers = np.arange(len(df))
-
-    groups: list[tuple[str, np.ndarray, list[str]]] = []  # (id, row indices, columns)
-    if cfg.layout == "long":
-        for sid, idx in df.groupby(cfg.series_id, sort=False).indices.items():
-            groups.append((str(sid), np.asarray(idx), targets + cfg.covariates))
-        feature_targets = targets
-    elif cfg.columns == "series":
-        for name in targets:
-            groups.append((name, row_numbers, [name] + cfg.covariates))
-        feature_targets = ["value"]
-    else:
-        groups.append((Path(cfg.path).stem, row_numbers, targets + cfg.covariates))
-        feature_targets = targets
-
-    series: list[Series] = []
-    freqs: set[str] = set()
-    for sid, idx, cols in groups:
-        ts = stamps.iloc[idx]
-        _check_order(sid, ts, idx)
-        frame = _fill_gaps(sid, values.iloc[idx][cols], idx, cfg.max_gap)
-        kept = frame.index.to_numpy()  # row positions left after trimming NaN ends
-        index = pd.DatetimeIndex(stamps.loc[frame.index])
-        freq = _check_spacing(sid, index, kept, cfg.frequency)
-        if freq:
-            freqs.add(freq)
-        arr = frame.to_numpy(dtype=np.float32)
-        if cfg.tail is not None:
-            arr, index = arr[-cfg.tail :], index[-cfg.tail :]
-        series.append(Series(id=sid, values=arr, timestamps=index))
+    groups, feature_targets = _groups(df, cfg, targets)
+    column = df[cfg.timestamp]
+    try:
+        stamps = parse_timestamps(column, cfg.timestamp, cfg.date_format, cfg.dayfirst)
+        series, freqs = _series(cfg, groups, stamps, values, freq)
+    except TimestampError as exc:  # dates read month-first may be day-first ones: say so
+        raise DataError(f"{exc}{reading_hint(column, cfg.date_format, cfg.dayfirst)}") from exc
     if len(freqs) > 1:
         raise DataError(f"series have different frequencies: {sorted(freqs)}; train one model per frequency")
     ds = Dataset(
         series=series,
         targets=feature_targets,
         covariates=list(cfg.covariates),
-        frequency=cfg.frequency or (freqs.pop() if freqs else None),
+        frequency=freq or (freqs.pop() if freqs else None),
         source=str(cfg.path),
     )
     ds.fingerprint = fingerprint(series, ds.features)

@@ -20,11 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from service.bundle.manifest import NetworkSpec
 from training.config import Config
-from training.data import load_dataset
+from training.data import load_dataset, season_for
 from training.models import CELLS, build_model, model_spec
+from training.recipe import resolve
 from training.train import fit, seed_everything
-from training.windows import make_windows, train_statistics
+from training.windows import make_windows, sizes, train_statistics
 
 
 @dataclass
@@ -50,15 +52,18 @@ def input_sensitivity(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 def gradient_fade(cfg: Config, epochs: int) -> list[Fade]:
     """Train each cell briefly on the config's data and measure its input sensitivity."""
     ds = load_dataset(cfg.data)
+    cfg = resolve(cfg, ds, cfg.evaluate.season or season_for(ds.frequency))
     windows = make_windows(ds, cfg.split, cfg.window)
     mean, std = train_statistics(ds, cfg.split)
     fades = []
     for cell in CELLS:
-        model_cfg = cfg.model.model_copy(
+        model_cfg = (cfg.model or NetworkSpec()).model_copy(
             update={"cell": cell, "head": "direct", "readout": "last", "scaling": "standard"}
         )
         seed_everything(cfg.train.seed)
-        spec = model_spec(model_cfg, ds.features, ds.targets, cfg.window.length, cfg.window.horizon)
+        spec = model_spec(
+            model_cfg, ds.features, ds.targets, sizes(cfg.split, cfg.window)[2], cfg.window.horizon
+        )
         model = build_model(spec, mean, std)
         if epochs > 0:
             train_cfg = cfg.train.model_copy(update={"epochs": epochs})

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from service.bundle.manifest import InputWindow, ModelSpec, NetworkSpec
+from training import bases
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -151,13 +152,15 @@ class MLPHead(nn.Module):
 
 
 class Forecaster(nn.Module):
-    """Scaler + head; ``forward(x: (batch, time, features)) -> (batch, horizon, targets)`` raw."""
+    """Scaler + base + head; ``forward(x: (batch, time, features)) -> (batch, horizon, targets)`` raw.
 
-    # Buffers of the seasonal base, registered only when it is on.
-    base_index: torch.Tensor
-    base_phi: torch.Tensor
-    base_steps: torch.Tensor
-    base_mask: torch.Tensor
+    The base (``training.bases``) is a ``(horizon, length)`` matrix applied to the
+    normalised window; the head's output is added to it as a correction that
+    starts at zero, so the untrained model *is* its base. Without a base the head
+    forecasts alone; with head ``none`` the base does.
+    """
+
+    base_matrix: torch.Tensor  # (horizon, length), a persistent buffer when the model has a base
 
     def __init__(self, spec: ModelSpec, mean: Any = None, std: Any = None) -> None:
         super().__init__()
@@ -169,42 +172,52 @@ class Forecaster(nn.Module):
         length, horizon = spec.input_window.length, spec.horizon
         self.n_targets = n_targets
         self.scaler = Scaler(cfg.scaling, n_features, mean, std)
-        self.head: nn.Module
+        self.head: nn.Module | None
         if cfg.head == "direct":
             self.head = DirectHead(cfg, n_features, n_targets, horizon)
         elif cfg.head == "seq2seq":
             self.head = Seq2SeqHead(cfg, n_features, n_targets, horizon)
-        else:
+        elif cfg.head == "mlp":
             self.head = MLPHead(cfg, n_features, n_targets, horizon, length)
-        self.base_lag = cfg.base_lag
+        else:
+            self.head = None
+        self.has_base = cfg.base_lag is not None or cfg.base is not None
         self.gate: nn.Parameter | None = None
-        if cfg.base_lag is not None:
-            # Forecast step h repeats the input `base_lag - (h % base_lag)` steps from the end.
-            self.register_buffer("base_index", torch.arange(horizon) % cfg.base_lag, persistent=False)
-            if cfg.base_damping is not None:
-                # phi is a persistent buffer: "auto" sets it before training (train.fit),
-                # and checkpoints and ensembles restore the value chosen.
-                phi = 0.0 if cfg.base_damping == "auto" else float(cfg.base_damping)
-                self.register_buffer("base_phi", torch.tensor(phi))
-                # Step k (1-based) of the forecast adds e * sum_i phi^(k - i*L) over the seasons
-                # i = 0..ceil(k/L)-1 that it lies beyond the window (the ARIMA recursion
-                # y^[t+k] = y^[t+k-L] + phi^k e): row i holds k - i*L, masked where below 1.
-                seasons = -(-horizon // cfg.base_lag)
-                k = torch.arange(1, horizon + 1, dtype=torch.float32)
-                shift = torch.stack([k - i * cfg.base_lag for i in range(seasons)])  # (seasons, horizon)
-                self.register_buffer("base_steps", shift.clamp(min=1.0), persistent=False)
-                self.register_buffer("base_mask", (shift >= 1).float(), persistent=False)
+        if self.has_base:
+            # A persistent buffer: "auto" damping and the recipe set it before training, and
+            # checkpoints, ensembles and the ONNX graph carry the matrix chosen.
+            self.register_buffer("base_matrix", torch.from_numpy(self._seasonal_matrix(0.0)).float())
+            if cfg.base_damping is not None and cfg.base_damping != "auto":
+                self.base_matrix.copy_(torch.from_numpy(self._seasonal_matrix(float(cfg.base_damping))))
             if cfg.correction_gate:
                 self.gate = nn.Parameter(torch.zeros(()))
-            else:
+            elif self.head is not None:
                 last = self.head.last_layer()
                 nn.init.zeros_(last.weight)
                 nn.init.zeros_(last.bias)
 
+    def _seasonal_matrix(self, phi: float) -> Any:
+        """The hand-written seasonal base (``base_lag``, damped by ``phi``), or naive as a placeholder
+        for a fitted base that ``set_base`` or a checkpoint fills in."""
+        length, horizon, lag = self.spec.input_window.length, self.spec.horizon, self.spec.network.base_lag
+        if lag is None:
+            return bases.naive(length, horizon)
+        if self.spec.network.base_damping is None:
+            return bases.seasonal_naive(length, horizon, lag)
+        return bases.damped_seasonal(length, horizon, lag, phi)
+
     def set_base_damping(self, phi: float) -> None:
-        """Fix the seasonal base's damping (``"auto"`` resolved): the buffer and the spec."""
-        self.base_phi.fill_(phi)
+        """Fix the seasonal base's damping (``"auto"`` resolved): the matrix and the spec."""
         network = self.spec.network.model_copy(update={"base_damping": round(float(phi), 6)})
+        self.spec = self.spec.model_copy(update={"network": network})
+        self.base_matrix.copy_(torch.from_numpy(self._seasonal_matrix(float(phi))))
+
+    def set_base(self, name: str, matrix: Any) -> None:
+        """Use a fitted linear base (``training.bases``): ``matrix`` is ``(horizon, length)``."""
+        if not self.has_base or self.spec.network.base_lag is not None:
+            raise ValueError("set_base needs a model built with network.base (a fitted base)")
+        self.base_matrix.copy_(torch.as_tensor(matrix, dtype=torch.float32))
+        network = self.spec.network.model_copy(update={"base": name})
         self.spec = self.spec.model_copy(update={"network": network})
 
     def forward_scaled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -215,27 +228,21 @@ class Forecaster(nn.Module):
         """
         xn, loc, scale = self.scaler(x)
         nt = self.n_targets
+        if self.head is None:
+            return self.base(xn), loc[..., :nt], scale[..., :nt]
         yn = self.head(xn)
-        if self.base_lag is not None:
+        if self.has_base:
             if self.gate is not None:
                 yn = self.gate * yn
             yn = self.base(xn) + yn
         return yn, loc[..., :nt], scale[..., :nt]
 
     def base(self, xn: torch.Tensor) -> torch.Tensor:
-        """The seasonal base forecast, ``xn: (batch, time, features)`` normalised ->
-        ``(batch, horizon, targets)`` normalised (scaling is affine per target, so the
-        seasonal naive and the seasonal error carry over unchanged)."""
-        assert self.base_lag is not None
-        nt = self.n_targets
-        base = xn[:, -self.base_lag :, :nt].index_select(1, self.base_index)
-        if hasattr(self, "base_phi"):
-            # The last seasonal error y[t] - y[t-L], carried forward as phi^k. Indexed, not
-            # sliced: a slice ending at -L has a symbolic length for torch.export.
-            error = (xn[:, -1, :nt] - xn[:, -1 - self.base_lag, :nt]).unsqueeze(1)  # (batch, 1, targets)
-            weight = (torch.pow(self.base_phi, self.base_steps) * self.base_mask).sum(dim=0)  # (horizon,)
-            base = base + weight.unsqueeze(-1) * error
-        return base
+        """The base forecast, ``xn: (batch, time, features)`` normalised -> ``(batch, horizon, targets)``
+        normalised. Every base's rows sum to one, so it commutes with the affine scaling."""
+        length = self.base_matrix.shape[1]
+        window = xn[:, -length:, : self.n_targets]  # (batch, length, targets)
+        return torch.matmul(self.base_matrix, window)  # (horizon, length) @ -> (batch, horizon, targets)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         yn, loc, scale = self.forward_scaled(x)

@@ -20,9 +20,9 @@ import onnxruntime
 import torch
 
 from service.bundle import store
-from service.bundle.manifest import DataInfo, Manifest, Metrics
+from service.bundle.manifest import DataInfo, Manifest, Metrics, NetworkSpec
 from service.bundle.predictor import OnnxPredictor
-from training import report
+from training import recipe, report
 from training.config import Config, config_to_dict
 from training.data import Dataset, load_dataset, season_for
 from training.evaluate import format_table, score_predictor
@@ -44,6 +44,7 @@ class Run:
     model: Model
     result: TrainResult
     season: int
+    choice: recipe.Choice | None = None  # how the automatic recipe chose the model, if it did
 
 
 @dataclass
@@ -61,10 +62,30 @@ def season_of(cfg: Config, ds: Dataset) -> int:
 
 
 def train_run(cfg: Config) -> Run:
-    """Load data, fit a model, score it on the test split."""
+    """Load data, resolve what follows from it, then choose (automatic recipe) or fit (a hand-written
+    ``[model]``) the model."""
     ds = load_dataset(cfg.data)
-    windows = make_windows(ds, cfg.split, cfg.window)
+    season = season_of(cfg, ds)
+    cfg = recipe.resolve(cfg, ds, season)
     mean, std = train_statistics(ds, cfg.split)
+    if cfg.model is None:
+        choice, windows = recipe.choose(cfg, ds, season, mean, std)
+        log.info("%s", recipe.verdict(choice))
+        return Run(cfg, ds, windows, choice.model, choice.result, season, choice)
+    windows = make_windows(ds, cfg.split, cfg.window)
+    model, result = fit_network(cfg, cfg.model, ds, windows, mean, std)
+    return Run(cfg, ds, windows, model, result, season)
+
+
+def fit_network(
+    cfg: Config,
+    network: NetworkSpec,
+    ds: Dataset,
+    windows: dict[str, Windows],
+    mean: np.ndarray,
+    std: np.ndarray,
+) -> tuple[Model, TrainResult]:
+    """Train the hand-written network (``train.ensemble`` members) on the windows."""
     log.info(
         "data %s: %d series, %d rows, frequency %s; windows train %d val %d test %d",
         ds.source,
@@ -75,7 +96,8 @@ def train_run(cfg: Config) -> Run:
         len(windows["val"]),
         len(windows["test"]),
     )
-    spec = model_spec(cfg.model, ds.features, ds.targets, cfg.window.length, cfg.window.horizon, ds.frequency)
+    assert cfg.window.length is not None  # resolved
+    spec = model_spec(network, ds.features, ds.targets, cfg.window.length, cfg.window.horizon, ds.frequency)
     members, results = [], []
     for i in range(cfg.train.ensemble):
         # Member seeds seed*K .. seed*K+K-1: runs with different seeds share no member
@@ -102,7 +124,7 @@ def train_run(cfg: Config) -> Run:
         result.device,
         result.best_epoch,
     )
-    return Run(cfg, ds, windows, model, result, season_of(cfg, ds))
+    return model, result
 
 
 def data_scale(run: Run) -> float:
@@ -124,6 +146,7 @@ def build_manifest(
         created=created,
         spec=run.model.spec,  # as trained: "auto" options resolved
         metrics=metrics,
+        selection=run.choice.record() if run.choice is not None else None,
         training_config=config_to_dict(cfg),
         data=DataInfo(
             fingerprint=ds.fingerprint,
@@ -164,6 +187,8 @@ def export_run(run: Run) -> Exported:
             format_table(metrics) + "\n\nparity:\n" + "\n".join(parity.checks) + "\n"
         ).encode(),
     }
+    if run.choice is not None:
+        files["report/selection.txt"] = recipe.table(run.choice).encode()
     return Exported(onnx_bytes, manifest, files, predictor)
 
 

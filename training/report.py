@@ -30,7 +30,16 @@ def loss_curve(history: list[dict[str, float]], best_epoch: int) -> bytes:
     ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch {best_epoch}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (normalised units)")
-    ax.set_yscale("log")
+    if history:
+        ax.set_yscale("log")
+    else:  # the automatic recipe chose a linear base: nothing was trained by gradient descent
+        ax.text(
+            0.5,
+            0.5,
+            "no network was trained: the model is a fitted base",
+            ha="center",
+            transform=ax.transAxes,
+        )
     ax.legend()
     ax.set_title("Training and validation loss")
     return _png(fig)

@@ -99,7 +99,7 @@ def choose_base_damping(model: Forecaster, loss_fn, x: torch.Tensor, y: torch.Te
     """
     losses = []
     for phi in DAMPING_GRID:
-        model.base_phi.fill_(phi)
+        model.set_base_damping(phi)
         losses.append(evaluate_loss(model, loss_fn, x, y))
     best = DAMPING_GRID[losses.index(min(losses))]
     model.set_base_damping(best)

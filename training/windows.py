@@ -40,38 +40,49 @@ class Windows:
         return len(self.x)
 
 
+def sizes(split: SplitConfig, window: WindowConfig) -> tuple[int, int, int]:
+    """``(val, test, length)`` of a resolved config (``training.recipe.resolve`` fills them in)."""
+    if split.val is None or split.test is None or window.length is None:
+        raise ValueError("split.val, split.test and window.length are resolved from the data first")
+    return split.val, split.test, window.length
+
+
 def bounds(n: int, split: SplitConfig) -> tuple[int, int]:
     """``(train_end, val_end)`` positions for a series of length ``n``."""
+    if split.val is None or split.test is None:
+        raise ValueError("split.val and split.test are resolved from the data first")
     return n - split.val - split.test, n - split.test
 
 
 def check_lengths(ds: Dataset, split: SplitConfig, window: WindowConfig) -> None:
     """Reject a configuration or series that leaves a split without windows."""
-    for name, size in (("split.val", split.val), ("split.test", split.test)):
+    val, test, length = sizes(split, window)
+    for name, size in (("split.val", val), ("split.test", test)):
         if size < window.horizon:
             raise DataError(f"{name}={size} is shorter than window.horizon={window.horizon}")
-    need = window.length + window.horizon + split.val + split.test
+    need = length + window.horizon + val + test
     short = [(s.id, len(s.values)) for s in ds.series if len(s.values) < need]
     if short:
         shown = ", ".join(f"{sid!r} has {n}" for sid, n in short[:5])
         raise DataError(
-            f"{len(short)} series too short: {shown} points; window {window.length} + horizon "
-            f"{window.horizon} + val {split.val} + test {split.test} needs at least {need}"
+            f"{len(short)} series too short: {shown} points; window {length} + horizon "
+            f"{window.horizon} + val {val} + test {test} needs at least {need}"
         )
 
 
 def _origins(ds: Dataset, split: SplitConfig, window: WindowConfig, which: str) -> list[tuple[int, int]]:
+    length = sizes(split, window)[2]
     out: list[tuple[int, int]] = []
     for k, s in enumerate(ds.series):
         n = len(s.values)
         train_end, val_end = bounds(n, split)
         if which == "train":
-            first, last, step = window.length, train_end - window.horizon, window.stride
+            first, last, step = length, train_end - window.horizon, window.stride
         elif which == "val":
             first, last, step = train_end, val_end - window.horizon, 1
         else:
             first, last, step = val_end, n - window.horizon, 1
-        first = max(first, window.length)
+        first = max(first, length)
         # Count the stride back from the newest window so the freshest data is always used.
         out.extend((k, t) for t in range(last, first - 1, -step))
     return sorted(out)
@@ -80,11 +91,14 @@ def _origins(ds: Dataset, split: SplitConfig, window: WindowConfig, which: str) 
 def cut(ds: Dataset, pairs: list[tuple[int, int]], window: WindowConfig) -> Windows:
     n_targets = len(ds.targets)
     n = len(pairs)
-    x = np.empty((n, window.length, len(ds.features)), dtype=np.float32)
+    length = window.length
+    if length is None:
+        raise ValueError("window.length is resolved from the data first")
+    x = np.empty((n, length, len(ds.features)), dtype=np.float32)
     y = np.empty((n, window.horizon, n_targets), dtype=np.float32)
     for i, (k, t) in enumerate(pairs):
         values = ds.series[k].values
-        x[i] = values[t - window.length : t]
+        x[i] = values[t - length : t]
         y[i] = values[t : t + window.horizon, :n_targets]
     series = np.array([k for k, _ in pairs], dtype=np.int64)
     origin = np.array([t for _, t in pairs], dtype=np.int64)

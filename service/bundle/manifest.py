@@ -105,11 +105,11 @@ class NetworkSpec(_Strict):
     cell: Literal["rnn", "lstm", "gru"] = Field(
         default="lstm", description="recurrent cell of the direct and seq2seq heads (the mlp head has none)"
     )
-    head: Literal["direct", "seq2seq", "mlp"] = Field(
+    head: Literal["direct", "seq2seq", "mlp", "none"] = Field(
         default="direct",
         description="direct: many-to-one encoder, the forecast read from its outputs; seq2seq: "
         "encoder-decoder feeding each prediction back in; mlp: a feed-forward baseline on the "
-        "flattened window (one-to-one)",
+        "flattened window (one-to-one); none: no network, the base alone",
     )
     readout: Literal["steps", "last"] = Field(
         default="steps",
@@ -141,6 +141,11 @@ class NetworkSpec(_Strict):
         f"{', '.join(f'{v:g}' for v in DAMPING_GRID)} by the base's validation loss before training. "
         "Needs window.length >= base_lag + 1",
     )
+    base: str | None = Field(
+        default=None,
+        description="a linear base chosen by the automatic recipe, by name (its matrix is part of the "
+        "model's weights); written by training, not by hand",
+    )
     correction_gate: bool = Field(
         default=False,
         description="with base_lag: scale the correction by a learned scalar that starts at 0 (the last "
@@ -164,10 +169,16 @@ class NetworkSpec(_Strict):
             raise ValueError("correction_gate needs base_lag (it gates the correction to the seasonal base)")
         if damping is not None and self.base_lag is None:
             raise ValueError("base_damping needs base_lag (it damps the seasonal base's last error)")
-        if self.base_lag is not None and self.head == "seq2seq":
+        if self.base is not None and self.base_lag is not None:
+            raise ValueError("give base_lag (a seasonal base) or base (a fitted one), not both")
+        if self.head == "none" and self.base is None and self.base_lag is None:
+            raise ValueError("head 'none' forecasts with the base alone: it needs base_lag")
+        if self.correction_gate and self.head == "none":
+            raise ValueError("correction_gate needs a network to gate: head 'none' has none")
+        if (self.base_lag is not None or self.base is not None) and self.head == "seq2seq":
             # The decoder feeds its own outputs back in; with a base those would be
             # corrections, not forecasts.
-            raise ValueError("base_lag works with the direct and mlp heads, not seq2seq")
+            raise ValueError("a base works with the direct and mlp heads (or none), not seq2seq")
         return self
 
     def check_window(self, length: int, horizon: int) -> None:
@@ -217,13 +228,31 @@ class ModelSpec(_Strict):
     def summary(self) -> str:
         """One line: the network's options that differ from the defaults, then the shapes."""
         options = self.network.model_dump(exclude_defaults=True)
-        parts = [
-            self.network.head if self.network.head == "mlp" else f"{self.network.cell}/{self.network.head}"
-        ]
+        head = self.network.head
+        parts = [head if head in ("mlp", "none") else f"{self.network.cell}/{head}"]
         parts += [f"{k}={v}" for k, v in options.items() if k not in ("cell", "head")]
         if self.ensemble > 1:
             parts.append(f"ensemble={self.ensemble}")
         return " ".join(parts) + f"  window {self.input_window.length} horizon {self.horizon}"
+
+
+class CandidateScore(_Strict):
+    name: str
+    kind: Literal["base", "combination", "network"]
+    score: float = Field(
+        description="validation MASE: mean absolute error over the validation windows, scaled per series"
+    )
+
+
+class Selection(_Strict):
+    """How the automatic recipe chose the model: every candidate's validation score."""
+
+    windows: int = Field(ge=1, description="validation windows scored (every origin of the validation split)")
+    chosen: str
+    score: float = Field(description="the chosen candidate's validation MASE")
+    baseline: float = Field(description="the better of naive and seasonal naive on the same windows")
+    candidates: list[CandidateScore] = Field(description="best first")
+    notes: list[str] = Field(default_factory=list)
 
 
 class Manifest(_Strict):
@@ -235,6 +264,9 @@ class Manifest(_Strict):
     created: datetime
     spec: ModelSpec
     metrics: Metrics | None = None
+    selection: Selection | None = Field(
+        default=None, description="how the automatic recipe chose the model (absent for a hand-written one)"
+    )
     intervals: dict[str, Any] | None = Field(
         default=None, description="interval calibration, when the model has intervals"
     )
