@@ -217,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Run {started:%Y-%m-%d %H:%M} UTC on {machine()}; "
         + ", ".join(f"{k} {v}" for k, v in versions().items())
         + ".  ",
-        f"Seqcast seeds: {' '.join(map(str, seeds))}; classical anchors fitted in {anchor_s:.0f}s "
-        "(0 when every forecast was cached).",
+        ("" if args.anchors_only else f"Seqcast seeds: {' '.join(map(str, seeds))}; ")
+        + f"classical anchors fitted in {anchor_s:.0f}s (0 when every forecast was cached).",
     ]
     report = (
         "\n".join(head) + "\n\n" + text + ("\n" + "\n".join(f"* {n}" for n in notes) + "\n" if notes else "")
