@@ -11,7 +11,7 @@ TORCH_PIP_ARGS ?=
 MODEL_DIR ?= models
 DEMO_CONFIG ?= configs/demo.toml
 
-.PHONY: install demo-model run check test lint bench clean
+.PHONY: install demo-model run check test lint bench bench-accuracy clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,20 @@ check: install
 # Everything, as CI runs it (.ci/run): lint (with hadolint), then the whole suite, slow and e2e included.
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The accuracy benchmark (docs/accuracy.md) in its own virtualenv: statsforecast pins its own
+# stack, so it never goes into $(VENV). BENCH_ARGS="--quick" for the 6-set inner loop.
+BENCH_VENV ?= .venv-bench
+BENCH_ARGS ?=
+
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
+	$(BENCH_VENV)/bin/pip install -q -e '.[train,serve,bench]'
+	touch $@
+
+bench-accuracy: $(BENCH_VENV)/.installed
+	PYTHONPATH=$(CURDIR) $(BENCH_VENV)/bin/python bench/accuracy.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,101 @@
+"""Seqcast's default recipe on one benchmark set, as a user gets it.
+
+The config names only the data, the test split and the horizon (``split.test =
+window.horizon = h``) and the seed; ``training.recipe.resolve`` chooses the
+rest. The model is trained with ``train_run``, exported with ``export_run``,
+and the test points are forecast through the exported ONNX predictor from the
+last input window before the test split. How a set becomes a config lives in
+``config_for``; how panels are run can change there alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.protocol import DataSet, Series
+
+log = logging.getLogger("bench.seqcast")
+
+# Sets the trainer cannot run yet, and why: delete a line to run that set.
+PENDING = {
+    "us_employment": "long-format panels with unequal lengths: waits for the trainer's data.series",
+}
+
+
+class Pending(RuntimeError):
+    """The trainer cannot run this set yet (see PENDING)."""
+
+
+@dataclass
+class SeqcastResult:
+    forecast: np.ndarray  # (series, h) in the order of the benchmark's series
+    train_s: float  # train_run: loading, resolving, the recipe's choice and fitting
+    export_s: float  # export_run: ONNX export, parity check, scoring, report files
+    chosen: str  # what the recipe chose (the manifest's selection)
+    resolved: dict[str, Any] = field(default_factory=dict)  # the split and window the recipe resolved
+
+
+def config_for(s: DataSet, path: Path, seed: int, threads: int | None) -> dict[str, Any]:
+    """The user's config: only the data, the holdout and the horizon (and the machine it runs on)."""
+    data: dict[str, Any] = {"path": str(path), "timestamp": "timestamp"}
+    if s.targets:
+        data["targets"] = list(s.targets)  # covariate files: the target alone, univariately
+    if s.layout == "long":
+        data.update(layout="long", series_id="series_id")
+    # Wide files with several value columns (uschange, arrivals, visnights): one multi-target config.
+    return {
+        "data": data,
+        "split": {"test": s.h},
+        "window": {"horizon": s.h},
+        "train": {"seed": seed},
+        # Where it runs, not what it trains: one thread keeps runs reproducible and the machine shared.
+        "machine": {"threads": threads, "progress": False},
+    }
+
+
+def seqcast_forecast(
+    s: DataSet, series: list[Series], root: Path, seed: int, threads: int | None = 1
+) -> SeqcastResult:
+    """Train the default recipe on set ``s`` and forecast its test points through the ONNX bundle."""
+    if s.name in PENDING:
+        raise Pending(PENDING[s.name])
+    from training.config import Config  # torch and the trainer only when Seqcast runs
+    from training.pipeline import export_run, train_run
+
+    cfg = Config.model_validate(config_for(s, root / s.file, seed, threads))
+    t0 = time.perf_counter()
+    run = train_run(cfg)
+    train_s = time.perf_counter() - t0
+    exported = export_run(run)
+    export_s = time.perf_counter() - t0 - train_s
+
+    ds, spec = run.dataset, exported.predictor.spec
+    length = spec.input_window.length
+    # The last input window before the test split, from the data as loaded: (series, length, features).
+    x = np.stack([sx.values[-s.h - length : -s.h] for sx in ds.series])
+    y = exported.predictor.predict(x)  # (series, h, targets)
+    if len(ds.series) == 1 and len(ds.targets) > 1:  # one multi-target series: a target per benchmark series
+        by_id = {t: y[0, :, j] for j, t in enumerate(ds.targets)}
+        truth = {t: ds.series[0].values[-s.h :, j] for j, t in enumerate(ds.targets)}
+    else:
+        by_id = {sx.id: y[k, :, 0] for k, sx in enumerate(ds.series)}
+        truth = {sx.id: sx.values[-s.h :, 0] for sx in ds.series}
+        if len(ds.series) == 1 and len(series) == 1:  # a univariate file: its one series, whatever its id
+            by_id, truth = {series[0].id: y[0, :, 0]}, {series[0].id: ds.series[0].values[-s.h :, 0]}
+    for sx in series:  # the trainer read the same test points as the protocol
+        np.testing.assert_allclose(truth[sx.id], sx.split(s.h)[1], rtol=1e-5, err_msg=f"{s.name} {sx.id}")
+    chosen = run.choice.chosen if run.choice is not None else "hand-written model"
+    log.info("%s seed %d: %s, train %.1fs, export %.1fs", s.name, seed, chosen, train_s, export_s)
+    return SeqcastResult(
+        forecast=np.stack([by_id[sx.id] for sx in series]).astype(np.float64),
+        train_s=train_s,
+        export_s=export_s,
+        chosen=chosen,
+        resolved={"split": run.config.split.model_dump(), "window": run.config.window.model_dump()},
+    )
