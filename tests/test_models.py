@@ -384,3 +384,13 @@ def test_seed_ensemble_averages_members_exports_and_round_trips(airline, tmp_pat
     served = OnnxPredictor.load(bundle).predict(windows_x)
     with torch.no_grad():
         np.testing.assert_allclose(served, model(x).numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_a_hand_written_base_alone_trains_without_weights():
+    # head "none" with base_lag: nothing to learn but the damping, and fit must say so, not crash
+    train = _seasonal_ar_windows(0.9, 200, seed=0)
+    val = _seasonal_ar_windows(0.9, 120, seed=1)
+    model = make(NetworkSpec(head="none", base_lag=7, base_damping="auto"), 1, 1, length=15, horizon=6)
+    result = fit(model, train, val, TrainConfig(epochs=5), CPU)
+    assert result.history == [] and np.isfinite(result.best_val)
+    assert model.spec.network.base_damping in DAMPING_GRID

@@ -381,7 +381,7 @@ class Combination:
 
     @property
     def log_share(self) -> float:
-        return sum(_bare(p)[0] == "log" for p in self.parts) / len(self.parts)
+        return round(sum(_bare(p)[0] == "log" for p in self.parts) / len(self.parts), 4)
 
     def forecast(self, x: np.ndarray, nt: int) -> np.ndarray:
         """Raw windows ``(n, time, features)`` -> ``(n, horizon, nt)`` raw (the targets come first)."""

@@ -131,13 +131,19 @@ def fit(
     xt, yt = torch.from_numpy(train.x).to(device), torch.from_numpy(train.y).to(device)
     xv, yv = torch.from_numpy(val.x).to(device), torch.from_numpy(val.y).to(device)
     loss_fn = LOSSES[cfg.loss]
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience)
     gen = torch.Generator().manual_seed(cfg.seed)  # shuffling independent of other RNG use
     result = TrainResult(device=str(device))
     # Before the first copy of the best state, which must hold the chosen phi.
     if isinstance(model, Forecaster) and model.spec.network.base_damping == "auto":
         choose_base_damping(model, loss_fn, xv, yv)  # the model keeps it, in its buffer and spec
+    if not any(p.requires_grad for p in model.parameters()):
+        # head "none": the base alone (its damping chosen above) has nothing to learn
+        model.eval()
+        result.best_val = evaluate_loss(model, loss_fn, xv, yv)
+        log.info("no trainable weights (the base alone): val %.4f", result.best_val)
+        return result
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience)
     best_state = copy.deepcopy(model.state_dict())
     since_best = 0
     start = time.perf_counter()
