@@ -241,10 +241,28 @@ class ModelSpec(_Strict):
         options = self.network.model_dump(exclude_defaults=True)
         head = self.network.head
         parts = [head if head in ("mlp", "none") else f"{self.network.cell}/{head}"]
-        parts += [f"{k}={v}" for k, v in options.items() if k not in ("cell", "head")]
+        for k, v in options.items():
+            if k in ("cell", "head"):
+                continue
+            if k == "base" and len(str(v)) > 40:  # a combination: its size, not its seven names
+                v = f"mean of {_top_level_parts(str(v))}"
+            parts.append(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}")
         if self.ensemble > 1:
             parts.append(f"ensemble={self.ensemble}")
         return " ".join(parts) + f"  window {self.input_window.length} horizon {self.horizon}"
+
+
+def _top_level_parts(name: str) -> int:
+    """How many candidates ``mean(a[1, 2], b, ...)`` averages (commas outside the brackets)."""
+    depth, parts = 0, 1
+    for char in name:
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        elif char == "," and depth == 1:
+            parts += 1
+    return parts
 
 
 class CandidateScore(_Strict):
