@@ -158,6 +158,79 @@ def test_a_candidate_ahead_by_less_than_its_noise_is_not_clearly_better():
     assert not val.clearly_better(_scored(val, "close", ones * 0.995), baseline, recipe.BASELINE_MARGIN)
 
 
+def test_a_network_ahead_in_one_half_of_validation_only_is_not_better_in_both():
+    from training.windows import Windows
+
+    n, horizon = 24, 6  # two series, 12 origins each; their older halves come first in time
+    windows = Windows(
+        x=np.zeros((n, 4, 1), np.float32),
+        y=np.zeros((n, horizon, 1), np.float32),
+        series=np.repeat([0, 1], n // 2),
+        origin=np.tile(np.arange(n // 2), 2),
+    )
+    val = recipe.Validation(windows, np.ones((2, 1)))
+    older = np.tile(np.arange(n // 2) < n // 4, 2)[:, None, None]
+    ones = np.ones((n, horizon, 1))
+    base = _scored(val, "base", ones)
+    one_half = _scored(val, "one_half", np.where(older, 0.5, 1.02) * ones)  # 24 % ahead on average
+    steady = _scored(val, "steady", 0.9 * ones)
+    assert one_half.score < steady.score < base.score
+    assert not val.better_in_both_halves("one_half", "base")
+    assert val.better_in_both_halves("steady", "base")
+
+
+def test_halving_the_correction_publishes_the_mean_of_network_and_base():
+    from service.bundle.manifest import NetworkSpec
+    from training.models import build_model, model_spec
+
+    network = NetworkSpec(cell="gru", head="direct", hidden=8, base="drift")
+    spec = model_spec(network, ["value"], ["value"], 12, 3, None)
+    model = build_model(spec, np.zeros(1), np.ones(1))
+    model.set_base("drift", bases.drift(12, 3))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = torch.from_numpy(_seasonal(60)[None, -12:, None].astype(np.float32))
+    with torch.no_grad():
+        full = model(x).numpy()
+        base = bases.apply(bases.drift(12, 3), x.numpy())
+        recipe.halve_correction(model)
+        half = model(x).numpy()
+    assert not np.allclose(full, base, atol=1e-2)
+    np.testing.assert_allclose(half, (full + base) / 2, rtol=1e-5, atol=1e-4)
+
+
+def _parts(name: str) -> list[str]:
+    """``"mean(a[1, 2], log b)"`` -> ``["a[1, 2]", "log b"]``: split at the top level only."""
+    parts, depth, current = [], 0, ""
+    for ch in name[len("mean(") : -1]:
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    return [*parts, current.strip()]
+
+
+def test_swings_that_grow_with_the_level_get_a_combination_on_the_logarithms(tmp_path, monkeypatch):
+    # airline-like: a trend and a season multiplied together, noise in proportion
+    t = np.arange(180)
+    rng = np.random.default_rng(1)
+    values = np.exp(4.5 + 0.012 * t + 0.2 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 0.03, len(t)))
+    monkeypatch.setattr(recipe, "NETWORK_CELLS", ())  # the linear choice is what is tested here
+    run = train_run(_config(_csv(tmp_path, "growing", values, monthly=True), 12))
+    choice = run.choice
+    assert choice is not None and not choice.baseline_won
+    combinations = [c for c in choice.candidates if c.kind == "combination"]
+    spaces = {tuple(sorted({p.startswith("log ") for p in _parts(c.name)})) for c in combinations}
+    assert spaces == {(False,), (True,), (False, True)}  # raw only, logs only, mixed: all scored
+    raw_only = next(c for c in combinations if not any(p.startswith("log ") for p in _parts(c.name)))
+    assert raw_only.score == max(c.score for c in combinations)  # additive swings fit worst
+    assert run.model.spec.network.log_share > 0.5  # the published base leans on the logarithms
+
+
 # --- export of every candidate kind ------------------------------------------------------------
 
 

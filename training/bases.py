@@ -164,15 +164,26 @@ def holt(length: int, horizon: int, alpha: float, beta: float, phi: float) -> np
 def holt_winters(
     length: int, horizon: int, lag: int, alpha: float, beta: float, gamma: float, phi: float
 ) -> np.ndarray:
-    """Additive Holt-Winters with a damped trend (ETS(A,Ad,A) with fixed smoothing): level and
-    season started from the first season of the window, the trend from the first two."""
+    """Additive Holt-Winters with a damped trend (ETS(A,Ad,A) with fixed smoothing), started
+    from a line plus a season fitted to the whole window and run from its second season on."""
     if length < 2 * lag:
         raise ValueError(f"Holt-Winters needs two seasons in the window, {2 * lag}, got {length}")
 
+    # Started from the whole window, not its first season: a least-squares fit of a line plus
+    # one mean per phase gives the trend, the level at the end of the first season and the
+    # season (the first season alone is one noisy sample of it). Exact for a line plus a season.
+    steps = np.arange(length)
+    design = np.zeros((length, 1 + lag))
+    design[:, 0] = steps
+    design[steps, 1 + steps % lag] = 1.0
+    fit = np.linalg.pinv(design)  # (1 + lag, length): slope, then the mean of each phase t % lag
+
     def run(x: np.ndarray) -> np.ndarray:
-        first, second = x[:lag].mean(axis=0), x[lag : 2 * lag].mean(axis=0)
-        level, trend = first, (second - first) / lag
-        season = list(x[:lag] - first)  # season[t % lag] for t in the window
+        coef = fit @ x  # (1 + lag, n)
+        trend, phases = coef[0], coef[1:]
+        centre = phases.mean(axis=0)
+        season = list(phases - centre)  # season[t % lag] for t in the window
+        level = centre + trend * (lag - 1)
         for t in range(lag, length):
             previous = level
             s = season[t % lag]

@@ -199,6 +199,16 @@ class Forecaster(nn.Module):
                 nn.init.zeros_(last.weight)
                 nn.init.zeros_(last.bias)
 
+    def scale_correction(self, factor: float) -> None:
+        """Multiply the head's correction by ``factor`` (exact: the head's output is linear in its
+        last layer). ``0.5`` makes the model the mean of its network and its base."""
+        if self.head is None or not self.has_base:
+            raise ValueError("only a network on a base has a correction to scale")
+        last = cast("DirectHead | Seq2SeqHead | MLPHead", self.head).last_layer()
+        with torch.no_grad():
+            last.weight.mul_(factor)
+            last.bias.mul_(factor)
+
     def _seasonal_matrix(self, phi: float) -> Any:
         """The hand-written seasonal base (``base_lag``, damped by ``phi``), or naive as a placeholder
         for a fitted base that ``set_base`` or a checkpoint fills in."""
