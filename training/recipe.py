@@ -546,7 +546,8 @@ def choose(
     ):
         chosen, model, result = best_net[0].name, best_net[1], best_net[2]
         if NETWORK_SHARE != 1:
-            notes.append(f"the network is published averaged with its base (its correction times {NETWORK_SHARE:g})")
+            share = f"{NETWORK_SHARE:g}"
+            notes.append(f"the network is published averaged with its base (its correction times {share})")
     else:
         chosen = best_linear.name
         # the ridge parts learn from the validation windows too; the choice stays as made
