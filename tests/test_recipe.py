@@ -201,6 +201,17 @@ def test_halving_the_correction_publishes_the_mean_of_network_and_base():
     np.testing.assert_allclose(half, (full + base) / 2, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.slow
+def test_a_window_too_long_for_a_network_gets_the_linear_candidates_and_says_why(tmp_path):
+    length = recipe.NETWORK_MAX_LENGTH + 4
+    path = _csv(tmp_path, "long", _seasonal(length + 200))
+    run = train_run(_config(path, 4, window={"length": length, "horizon": 4}))
+    choice = run.choice
+    assert choice is not None
+    assert not any(c.kind == "network" for c in choice.candidates)
+    assert any(f"a window of {length} steps" in note for note in choice.notes), choice.notes
+
+
 def _parts(name: str) -> list[str]:
     """``"mean(a[1, 2], log b)"`` -> ``["a[1, 2]", "log b"]``: split at the top level only."""
     parts, depth, current = [], 0, ""
@@ -214,6 +225,7 @@ def _parts(name: str) -> list[str]:
     return [*parts, current.strip()]
 
 
+@pytest.mark.slow
 def test_swings_that_grow_with_the_level_get_a_combination_on_the_logarithms(tmp_path, monkeypatch):
     # airline-like: a trend and a season multiplied together, noise in proportion
     t = np.arange(180)
