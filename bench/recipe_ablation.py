@@ -16,6 +16,7 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ def _patched(**values: object) -> Iterator[None]:
             setattr(recipe, k, v)
 
 
+DOC_START, DOC_END = "<!-- ablation:start -->", "<!-- ablation:end -->"
 VARIANTS: dict[str, Callable[[], AbstractContextManager[None]]] = {
     "shipped": lambda: _patched(),
     "linear": lambda: _patched(NETWORK_CELLS=()),
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")
+    ap.add_argument("--update-doc", type=Path, help="replace the text between the ablation markers")
     args = ap.parse_args(argv)
     sets = [s for s in SETS if s.name in args.only]
     table: dict[str, dict[str, float]] = {}
@@ -74,13 +77,19 @@ def main(argv: list[str] | None = None) -> int:
             table.setdefault(s.name, {})[variant] = float(np.median(scores))
             score = table[s.name][variant]
             print(f"{s.name:16s} {variant:13s} MASE {score:.3f}  {r.chosen[:70]}", flush=True)
-    print()
-    print("| set | " + " | ".join(args.variants) + " |")
-    print("|---|" + "---:|" * len(args.variants))
+    lines = ["| set | " + " | ".join(args.variants) + " |", "|---|" + "---:|" * len(args.variants)]
     for name, row in table.items():
-        print(f"| {name} | " + " | ".join(f"{row[v]:.3f}" for v in args.variants) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{row[v]:.3f}" for v in args.variants) + " |")
     total = {v: gmean([row[v] for row in table.values()]) for v in args.variants}
-    print("| **geometric mean** | " + " | ".join(f"**{total[v]:.3f}**" for v in args.variants) + " |")
+    lines.append("| **geometric mean** | " + " | ".join(f"**{total[v]:.3f}**" for v in args.variants) + " |")
+    shown = " ".join(["bench/recipe_ablation.py", *(argv if argv is not None else sys.argv[1:])])
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = "\n".join([f"Test MASE, median over seeds {args.seeds}; `{shown}`, {when}.", "", *lines])
+    print("\n" + text)
+    if args.update_doc:
+        doc = args.update_doc.read_text()
+        start, end = doc.index(DOC_START) + len(DOC_START), doc.index(DOC_END)
+        args.update_doc.write_text(doc[:start] + "\n" + text + "\n" + doc[end:])
     return 0
 
 

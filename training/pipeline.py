@@ -68,6 +68,16 @@ def train_run(cfg: Config, ds: Dataset | None = None) -> Run:
     season = season_of(cfg, ds)
     cfg = recipe.resolve(cfg, ds, season)
     mean, std = train_statistics(ds, cfg.split)
+    log.info(
+        "data %s: %d series, %d rows, frequency %s; split %s, window %d, horizon %d",
+        ds.source,
+        len(ds.series),
+        ds.rows,
+        ds.frequency,
+        cfg.split.model_dump(),
+        cfg.window.length,
+        cfg.window.horizon,
+    )
     if cfg.model is None:
         choice, windows = recipe.choose(cfg, ds, season, mean, std)
         log.info("%s", recipe.verdict(choice))
@@ -86,16 +96,6 @@ def fit_network(
     std: np.ndarray,
 ) -> tuple[Model, TrainResult]:
     """Train the hand-written network (``train.ensemble`` members) on the windows."""
-    log.info(
-        "data %s: %d series, %d rows, frequency %s; windows train %d val %d test %d",
-        ds.source,
-        len(ds.series),
-        ds.rows,
-        ds.frequency,
-        len(windows["train"]),
-        len(windows["val"]),
-        len(windows["test"]),
-    )
     assert cfg.window.length is not None  # resolved
     spec = model_spec(network, ds.features, ds.targets, cfg.window.length, cfg.window.horizon, ds.frequency)
     members, results = [], []
