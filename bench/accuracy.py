@@ -138,12 +138,6 @@ def shown_command(argv: list[str]) -> str:
     return " ".join(["PYTHONPATH=$PWD .venv-bench/bin/python bench/accuracy.py", *shown])
 
 
-def update_doc(path: Path, text: str) -> None:
-    doc = path.read_text()
-    start, end = doc.index(DOC_START) + len(DOC_START), doc.index(DOC_END)
-    path.write_text(doc[:start] + "\n" + text + doc[end:])
-
-
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", help="Seqcast seeds (default 0 1 2; --quick: 0)")
@@ -232,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"results: {args.json}", file=sys.stderr)
     if args.update_doc:
-        update_doc(args.update_doc, report)
+        tables.update_doc(args.update_doc, report, DOC_START, DOC_END)
     return 0
 
 

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import tables  # noqa: E402
 from bench.protocol import SETS, gmean, load, score_set  # noqa: E402
 from bench.seqcast_runner import seqcast_forecast  # noqa: E402
 
@@ -77,19 +78,16 @@ def main(argv: list[str] | None = None) -> int:
             table.setdefault(s.name, {})[variant] = float(np.median(scores))
             score = table[s.name][variant]
             print(f"{s.name:16s} {variant:13s} MASE {score:.3f}  {r.chosen[:70]}", flush=True)
-    lines = ["| set | " + " | ".join(args.variants) + " |", "|---|" + "---:|" * len(args.variants)]
-    for name, row in table.items():
-        lines.append(f"| {name} | " + " | ".join(f"{row[v]:.3f}" for v in args.variants) + " |")
+    lines = tables._head(["set", *args.variants])
+    lines += [tables._row([name, *(f"{row[v]:.3f}" for v in args.variants)]) for name, row in table.items()]
     total = {v: gmean([row[v] for row in table.values()]) for v in args.variants}
-    lines.append("| **geometric mean** | " + " | ".join(f"**{total[v]:.3f}**" for v in args.variants) + " |")
+    lines.append(tables._row(["**geometric mean**", *(f"**{total[v]:.3f}**" for v in args.variants)]))
     shown = " ".join(["bench/recipe_ablation.py", *(argv if argv is not None else sys.argv[1:])])
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = "\n".join([f"Test MASE, median over seeds {args.seeds}; `{shown}`, {when}.", "", *lines])
     print("\n" + text)
     if args.update_doc:
-        doc = args.update_doc.read_text()
-        start, end = doc.index(DOC_START) + len(DOC_START), doc.index(DOC_END)
-        args.update_doc.write_text(doc[:start] + "\n" + text + "\n" + doc[end:])
+        tables.update_doc(args.update_doc, text, DOC_START, DOC_END)
     return 0
 
 

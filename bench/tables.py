@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -39,6 +40,13 @@ def _row(cells: Sequence[object]) -> str:
 def _head(cells: Sequence[str], text: Sequence[int] = (0,)) -> list[str]:
     """A header; the columns at the ``text`` positions are left-aligned, the others right-aligned."""
     return [_row(cells), _row(["---" if i in text else "---:" for i in range(len(cells))])]
+
+
+def update_doc(path: Path, text: str, start: str, end: str) -> None:
+    """Replace what lies between the markers ``start`` and ``end`` in the Markdown file ``path``."""
+    doc = path.read_text()
+    i, j = doc.index(start) + len(start), doc.index(end)
+    path.write_text(doc[:i] + "\n" + text.rstrip("\n") + "\n" + doc[j:])
 
 
 def per_set(scores: Scores, methods: Sequence[str], sets: Sequence[str]) -> str:
