@@ -161,6 +161,13 @@ class MachineConfig(_Section):
         "one small matrix product mostly wait on each other (a recipe run took 10 s on 1 thread and "
         "186 s on 2 on a busy 2-core machine); raise it for hidden sizes in the hundreds. None: torch's",
     )
+    jobs: int | None = Field(
+        default=None,
+        gt=0,
+        description="processes that train the automatic recipe's network candidates (a GRU and an "
+        "LSTM) side by side, each on `threads` threads: same weights as one after the other, in the "
+        "time of the slower (CPU only). 1: one after the other. None: as many as the cores allow",
+    )
     progress: bool = Field(default=True, description="a progress bar on a terminal")
 
 

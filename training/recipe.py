@@ -50,7 +50,8 @@ from training import bases
 from training.config import Config, SplitConfig, WindowConfig
 from training.data import DataError, Dataset
 from training.models import Forecaster, build_model, model_spec
-from training.train import TrainResult, fit, seed_everything
+from training.side_by_side import Job, train_all
+from training.train import TrainResult, seed_everything
 from training.windows import Windows, bounds, make_windows
 
 log = logging.getLogger("seqcast.recipe")
@@ -517,7 +518,7 @@ def choose(
             f"no network candidates: a window of {length} steps takes tens of minutes per network "
             f"on two cores (at most {NETWORK_MAX_LENGTH}); a model section in the config trains one"
         )
-    cell: Literal["rnn", "lstm", "gru"]
+    jobs: list[Job] = []
     for cell in cells:
         network = NetworkSpec(
             cell=cell, head="direct", hidden=32, base=combination.name, log_share=combination.log_share
@@ -527,8 +528,9 @@ def choose(
         model = build_model(spec, mean, std)
         combination.install(model)
         train_cfg = cfg.train.model_copy(update={"validate_initial": True})
-        result = fit(model, fit_windows, stop_windows, train_cfg, cfg.machine)
-        halve_correction(model)
+        jobs.append(Job(model, fit_windows, stop_windows, train_cfg, finish=halve_correction))
+    # The candidates are independent: on two cores they train at once (training.side_by_side).
+    for cell, (model, result) in zip(cells, train_all(jobs, cfg.machine), strict=True):
         with torch.no_grad():
             pred = model(torch.from_numpy(windows["val"].x)).numpy()
         name = f"{cell} on {best_linear.name}"
