@@ -64,6 +64,7 @@ def _seqcast_job(args: tuple[DataSet, list[Series], Path, int, int | None]) -> d
         "export_s": r.export_s,
         "chosen": r.chosen,
         "resolved": r.resolved,
+        "bands": r.bands,
     }
 
 
@@ -193,9 +194,20 @@ def main(argv: list[str] | None = None) -> int:
         m: {k: [protocol.mean_score(each) for each in v] for k, v in per.items()} for m, per in detail.items()
     }
 
+    # method -> set -> per seed: the intervals' coverage and MSIS (AutoETS's own, Seqcast's calibrated)
+    iscores: dict[str, dict[str, list[protocol.IntervalScore]]] = {}
+    for s, series in work:
+        ets = fc.get("AutoETS", {}).get(s.name)
+        if ets is not None and ets.bands is not None:
+            iscores.setdefault("AutoETS", {})[s.name] = [protocol.score_intervals(series, ets.bands, s)]
+        if s.name in forecasts.get(tables.SEQCAST, {}):
+            iscores.setdefault(tables.SEQCAST, {})[s.name] = [
+                protocol.score_intervals(series, runs[s.name][seed]["bands"], s) for seed in seeds
+            ]
+
     everything = protocol.with_best_classical(scores)
     shown_runs = {k: v for k, v in runs.items() if not any("pending" in r for r in v.values())}
-    text = tables.report(everything, methods, [s.name for s, _ in work], shown_runs)
+    text = tables.report(everything, methods, [s.name for s, _ in work], shown_runs, iscores)
     pending = {
         k: next(iter(v.values()))["pending"]
         for k, v in runs.items()
@@ -222,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     fit_s = {m: {k: f.seconds for k, f in per.items()} for m, per in fc.items()}
     args.json.write_text(
-        json.dumps(to_json(work, scores, detail, fit_s, runs, seeds, head, skipped), indent=1) + "\n"
+        json.dumps(to_json(work, scores, detail, fit_s, runs, seeds, head, skipped, iscores), indent=1) + "\n"
     )
     print(f"results: {args.json}", file=sys.stderr)
     if args.update_doc:
@@ -239,6 +251,7 @@ def to_json(
     seeds: list[int],
     head: list[str],
     skipped: dict[str, list[str]],
+    iscores: dict[str, dict[str, list[protocol.IntervalScore]]] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"about": head, "seeds": seeds, "versions": versions(), "sets": {}}
     for s, series in work:
@@ -255,9 +268,13 @@ def to_json(
             },
             "anchor_fit_s": {m: per[s.name] for m, per in fit_s.items() if m in CLASSICAL and s.name in per},
         }
+        entry["intervals"] = {
+            m: [asdict(x) for x in per[s.name]] for m, per in (iscores or {}).items() if s.name in per
+        }
         if s.name in runs:
             entry["seqcast_runs"] = {
-                str(seed): {k: v for k, v in r.items() if k != "forecast"} for seed, r in runs[s.name].items()
+                str(seed): {k: v for k, v in r.items() if k not in ("forecast", "bands")}
+                for seed, r in runs[s.name].items()
             }
         out["sets"][s.name] = entry
     return out

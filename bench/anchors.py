@@ -9,6 +9,8 @@ without it one fit of season 48 did not finish in 15 minutes, and
 us_employment took 1.5 to 3 minutes a series. Their forecasts are cached under
 ``bench/.cache/anchors/`` by (input hash, series, h, season, method,
 statsforecast version), because AutoARIMA takes minutes on some series.
+AutoETS also gives its own 80 % and 95 % intervals (``INTERVALS_FROM``), which
+the benchmark scores beside Seqcast's.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.protocol import CLASSICAL, DataSet, Series, data_hash, naive, seasonal_naive
+from bench.protocol import CLASSICAL, LEVELS, DataSet, Series, data_hash, naive, seasonal_naive
 
 log = logging.getLogger("bench.anchors")
 
@@ -35,6 +37,7 @@ FAST: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
     "snaive": seasonal_naive,
 }
 METHODS = (*FAST, *CLASSICAL)
+INTERVALS_FROM = ("AutoETS",)  # anchors whose own prediction intervals are scored (protocol.LEVELS)
 
 
 def statsforecast_version() -> str:
@@ -55,10 +58,13 @@ class Task:
     h: int
     season: int
     options: tuple[tuple[str, object], ...] = ()  # keyword arguments beyond season_length
+    levels: tuple[int, ...] = ()  # prediction-interval levels asked of the model, if any
 
     def key(self, version: str) -> str:
         parts = [data_hash(self.insample), self.set, self.series, self.h, self.season, self.method, version]
         parts += [list(o) for o in self.options]  # no options: the same key as before they existed
+        if self.levels:  # likewise: a method asked for no intervals keeps its key
+            parts.append(["levels", *self.levels])
         return data_hash(np.frombuffer(json.dumps(parts).encode(), dtype=np.uint8))
 
     def path(self, version: str) -> Path:
@@ -71,31 +77,51 @@ def options(method: str, s: DataSet) -> tuple[tuple[str, object], ...]:
     return (("approximation", True),) if method == "AutoARIMA" and s.approximate_arima else ()
 
 
-def fit_classical(method: str, y: np.ndarray, h: int, season: int, **kwargs: object) -> np.ndarray:
-    """One statsforecast model's point forecast: ``(h,)``."""
+Bounds = dict[int, tuple[list[float], list[float]]]  # level -> (lower, upper) of one series, (h,) each
+
+
+@dataclass
+class Fitted:
+    """One classical anchor's forecast of one series."""
+
+    forecast: np.ndarray  # (h,)
+    seconds: float
+    bounds: Bounds  # empty unless the task asked for levels
+
+
+def fit_classical(
+    method: str, y: np.ndarray, h: int, season: int, levels: tuple[int, ...] = (), **kwargs: object
+) -> tuple[np.ndarray, Bounds]:
+    """One statsforecast model's point forecast ``(h,)`` and, for ``levels``, its own intervals."""
     from statsforecast import models  # the bench extra, in .venv-bench only
 
     model = getattr(models, method)(season_length=season, **kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numerical chatter of the model search
-        out = model.forecast(y=np.asarray(y, dtype=np.float64), h=h)
-    return np.asarray(out["mean"], dtype=np.float64)
+        out = model.forecast(y=np.asarray(y, dtype=np.float64), h=h, level=list(levels) or None)
+    bounds = {
+        lv: (np.asarray(out[f"lo-{lv}"]).tolist(), np.asarray(out[f"hi-{lv}"]).tolist()) for lv in levels
+    }
+    return np.asarray(out["mean"], dtype=np.float64), bounds
 
 
-def _run(task: Task) -> tuple[np.ndarray, float]:
+def _run(task: Task) -> Fitted:
     t0 = time.perf_counter()
-    forecast = fit_classical(task.method, task.insample, task.h, task.season, **dict(task.options))
-    return forecast, time.perf_counter() - t0
+    forecast, bounds = fit_classical(
+        task.method, task.insample, task.h, task.season, task.levels, **dict(task.options)
+    )
+    return Fitted(forecast, time.perf_counter() - t0, bounds)
 
 
-def _read(path: Path) -> tuple[np.ndarray, float] | None:
+def _read(path: Path) -> Fitted | None:
     if not path.is_file():
         return None
     cached = json.loads(path.read_text())
-    return np.asarray(cached["forecast"], dtype=np.float64), float(cached["seconds"])
+    bounds = {int(k): (v[0], v[1]) for k, v in cached.get("intervals", {}).items()}
+    return Fitted(np.asarray(cached["forecast"], dtype=np.float64), float(cached["seconds"]), bounds)
 
 
-def _write(path: Path, task: Task, forecast: np.ndarray, seconds: float, version: str) -> None:
+def _write(path: Path, task: Task, fitted: Fitted, version: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {
         "set": task.set,
@@ -106,8 +132,9 @@ def _write(path: Path, task: Task, forecast: np.ndarray, seconds: float, version
         "points": len(task.insample),
         "options": dict(task.options),
         "statsforecast": version,
-        "seconds": seconds,
-        "forecast": forecast.tolist(),
+        "seconds": fitted.seconds,
+        "forecast": fitted.forecast.tolist(),
+        "intervals": {str(k): list(v) for k, v in fitted.bounds.items()},
     }
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(body))
@@ -121,17 +148,23 @@ def tasks(s: DataSet, series: Iterable[Series], methods: Iterable[str]) -> list[
         if s.anchor_tail:
             insample = insample[-s.anchor_tail :]
         out += [
-            Task(s.name, x.id, m, insample, s.h, s.season, options(m, s)) for m in methods if m in CLASSICAL
+            Task(
+                s.name, x.id, m, insample, s.h, s.season, options(m, s), LEVELS if m in INTERVALS_FROM else ()
+            )
+            for m in methods
+            if m in CLASSICAL
         ]
     return out
 
 
 @dataclass
 class Forecasts:
-    """One method's forecasts of one set: ``values`` is ``(series, h)``; seconds spent fitting."""
+    """One method's forecasts of one set: ``values`` is ``(series, h)``; seconds spent fitting;
+    ``bands``: level -> (lower, upper), each ``(series, h)``, for a method scored on its intervals."""
 
     values: np.ndarray
     seconds: float
+    bands: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
 
 
 def forecast_sets(
@@ -155,15 +188,15 @@ def forecast_sets(
             with ProcessPoolExecutor(jobs) as pool:
                 done = pool.map(_run, missing)
                 for t, result in zip(missing, done, strict=True):
-                    _write(t.path(version), t, *result, version)
+                    _write(t.path(version), t, result, version)
                     found[t] = result
-                    log.info("  %s %s %s: %.1fs", t.set, t.series, t.method, result[1])
+                    log.info("  %s %s %s: %.1fs", t.set, t.series, t.method, result.seconds)
         else:
             for t in missing:
                 result = _run(t)
-                _write(t.path(version), t, *result, version)
+                _write(t.path(version), t, result, version)
                 found[t] = result
-                log.info("  %s %s %s: %.1fs", t.set, t.series, t.method, result[1])
+                log.info("  %s %s %s: %.1fs", t.set, t.series, t.method, result.seconds)
     out: dict[str, dict[str, Forecasts]] = {m: {} for m in methods}
     for s, series in work:
         for m in methods:
@@ -173,9 +206,17 @@ def forecast_sets(
         per_task = {(t.series, t.method): found[t] for t in by_set[s.name]}
         for m in methods:
             if m in CLASSICAL:
-                got = [per_task[(x.id, m)] for x in series]
+                got = [g for g in (per_task[(x.id, m)] for x in series) if g is not None]
+                bands = None
+                if m in INTERVALS_FROM:
+                    bands = {
+                        lv: (
+                            np.stack([g.bounds[lv][0] for g in got]),
+                            np.stack([g.bounds[lv][1] for g in got]),
+                        )
+                        for lv in LEVELS
+                    }
                 out[m][s.name] = Forecasts(
-                    np.stack([g[0] for g in got if g is not None]),
-                    sum(g[1] for g in got if g is not None),
+                    np.stack([g.forecast for g in got]), sum(g.seconds for g in got), bands
                 )
     return out

@@ -215,6 +215,48 @@ def score_set(series: Sequence[Series], forecasts: np.ndarray, s: DataSet) -> Sc
     return mean_score(series_scores(series, forecasts, s))
 
 
+# --- intervals -----------------------------------------------------------------------------------
+
+LEVELS = (80, 95)  # the interval levels scored: coverage at both, MSIS at 95 (M4's)
+Bands = Mapping[int, tuple[np.ndarray, np.ndarray]]  # level -> (lower, upper), each (series, h)
+
+
+def msis(insample: np.ndarray, test: np.ndarray, lower: np.ndarray, upper: np.ndarray, season: int) -> float:
+    """M4's mean scaled interval score of a 95 % interval: the width, plus 2 / 0.05 times each miss,
+    over the steps, scaled like MASE."""
+    a = 0.05
+    penalty = (upper - lower) + (2 / a) * np.maximum(lower - test, 0) + (2 / a) * np.maximum(test - upper, 0)
+    s = scale(insample, season)
+    err = float(np.mean(penalty))
+    return err / s if s > 0 else (0.0 if err == 0 else math.inf)
+
+
+@dataclass(frozen=True)
+class IntervalScore:
+    """One method's intervals on one set (one seed)."""
+
+    coverage: dict[int, float]  # level -> share of the set's test points inside, in percent
+    msis: float  # mean over series of the 95 % interval's MSIS
+    points: int  # test points of the set
+
+
+def score_intervals(series: Sequence[Series], bands: Bands, s: DataSet) -> IntervalScore:
+    """Coverage pooled over the set's test points, MSIS the mean over its series."""
+    tests = np.stack([x.split(s.h)[1] for x in series])  # (series, h)
+    coverage = {}
+    for level in LEVELS:
+        lower, upper = bands[level]
+        if lower.shape != tests.shape or upper.shape != tests.shape:
+            raise ValueError(f"{s.name}: {level} % bounds of shape {lower.shape}, expected {tests.shape}")
+        coverage[level] = float(np.mean((lower <= tests) & (tests <= upper)) * 100)
+    lower, upper = bands[95]
+    scores = [
+        msis(x.split(s.h)[0], t, lo, up, s.season)
+        for x, t, lo, up in zip(series, tests, lower, upper, strict=True)
+    ]
+    return IntervalScore(coverage, float(np.mean(scores)), tests.size)
+
+
 # --- aggregation ---------------------------------------------------------------------------------
 
 Scores = Mapping[str, Mapping[str, Sequence[Score]]]  # method -> set -> one Score per seed

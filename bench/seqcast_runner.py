@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.protocol import DataSet, Series
+from bench.protocol import LEVELS, DataSet, Series
+from service.bundle import intervals
 
 log = logging.getLogger("bench.seqcast")
 
@@ -37,6 +38,7 @@ class SeqcastResult:
     export_s: float  # export_run: ONNX export, parity check, scoring, report files
     chosen: str  # what the recipe chose (the manifest's selection)
     resolved: dict[str, Any] = field(default_factory=dict)  # the split and window the recipe resolved
+    bands: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # level -> (lower, upper)
 
 
 def config_for(s: DataSet, path: Path, seed: int, threads: int | None) -> dict[str, Any]:
@@ -78,22 +80,34 @@ def seqcast_forecast(
     # The last input window before the test split, from the data as loaded: (series, length, features).
     x = np.stack([sx.values[-s.h - length : -s.h] for sx in ds.series])
     y = exported.predictor.predict(x)  # (series, h, targets)
-    if len(ds.series) == 1 and len(ds.targets) > 1:  # one multi-target series: a target per benchmark series
-        by_id = {t: y[0, :, j] for j, t in enumerate(ds.targets)}
-        truth = {t: ds.series[0].values[-s.h :, j] for j, t in enumerate(ds.targets)}
-    else:
-        by_id = {sx.id: y[k, :, 0] for k, sx in enumerate(ds.series)}
-        truth = {sx.id: sx.values[-s.h :, 0] for sx in ds.series}
+    calibration = exported.manifest.intervals
+    assert calibration is not None  # every exported bundle is calibrated
+    bounds = intervals.bounds(calibration, x, y, LEVELS)  # per level (lower, upper), each like y
+
+    def rows(a: np.ndarray) -> dict[str, np.ndarray]:
+        """Benchmark series id -> its (h,) row of ``a`` (series, h, targets)."""
+        if len(ds.series) == 1 and len(ds.targets) > 1:  # one multi-target series: a target per series
+            return {t: a[0, :, j] for j, t in enumerate(ds.targets)}
         if len(ds.series) == 1 and len(series) == 1:  # a univariate file: its one series, whatever its id
-            by_id, truth = {series[0].id: y[0, :, 0]}, {series[0].id: ds.series[0].values[-s.h :, 0]}
+            return {series[0].id: a[0, :, 0]}
+        return {sx.id: a[k, :, 0] for k, sx in enumerate(ds.series)}
+
+    truth = rows(np.stack([sx.values[-s.h :, : len(ds.targets)] for sx in ds.series]))
     for sx in series:  # the trainer read the same test points as the protocol
         np.testing.assert_allclose(truth[sx.id], sx.split(s.h)[1], rtol=1e-5, err_msg=f"{s.name} {sx.id}")
+
+    def ordered(a: np.ndarray) -> np.ndarray:  # (benchmark series, h), in the benchmark's order
+        by_id = rows(a)
+        return np.stack([by_id[sx.id] for sx in series]).astype(np.float64)
+
+    bands = {level: (ordered(lo), ordered(up)) for level, (lo, up) in zip(LEVELS, bounds, strict=True)}
     chosen = run.choice.chosen if run.choice is not None else "hand-written model"
     log.info("%s seed %d: %s, train %.1fs, export %.1fs", s.name, seed, chosen, train_s, export_s)
     return SeqcastResult(
-        forecast=np.stack([by_id[sx.id] for sx in series]).astype(np.float64),
+        forecast=ordered(y),
         train_s=train_s,
         export_s=export_s,
         chosen=chosen,
         resolved={"split": run.config.split.model_dump(), "window": run.config.window.model_dump()},
+        bands=bands,
     )

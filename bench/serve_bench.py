@@ -10,7 +10,9 @@ Needs ``wrk`` (Debian: ``apt-get install -y wrk``). Everything runs on
 - ``bench/reference_app.py``: ``GET /ping`` (a constant: the framework floor)
   and a hand-built pydantic + onnxruntime ``POST /forecast``;
 - Seqcast: ``GET /healthz`` (the floor with Seqcast's hooks) and
-  ``POST /v1/models/bench/forecast`` with one series and with 256.
+  ``POST /v1/models/bench/forecast`` with one series and with 256, each
+  without and with ``"levels": [80, 95]`` (the bundle carries an interval
+  calibration, as every trained one does).
 
 The model is fixed: LSTM 2 layers x 64, window 48, horizon 12, one feature,
 random weights (speed does not depend on them). Phases of the two servers are
@@ -19,6 +21,8 @@ something else on the machine hits both sides alike. Ratios:
 
 - single: Seqcast req/s / (1 / (1/floor + ORT time per call / cores)), goal >= 0.9;
 - Seqcast / hand-built req/s, goal >= 0.95;
+- intervals: req/s with levels 80 and 95 / without, goal >= 0.91 (a forecast
+  with intervals costs at most 1.1 times one without);
 - batch: Seqcast series/s / bare onnxruntime series/s on the same batch, in as
   many processes as workers, each with the same intra-op threads, goal >= 0.9;
 - worker RSS with the model loaded (goal <= 130 MiB), cold start to the first
@@ -52,11 +56,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service.bundle import store  # noqa: E402
+from service.bundle import intervals, store  # noqa: E402
 from service.bundle.manifest import DataInfo, Manifest  # noqa: E402
 from service.settings import usable_cores  # noqa: E402
 
 NAME, WINDOW, HORIZON, BATCH = "bench", 48, 12, 256
+LEVELS = [80.0, 95.0]  # the intervals asked in the phases "with levels"
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -97,7 +102,12 @@ def build_bundle(model_dir: Path) -> Path:
         data=DataInfo(fingerprint="0" * 64, source="random weights", series=1, rows=WINDOW),
         onnx_sha256=store.sha256_bytes(onnx_bytes),
     )
-    check_parity(model, OnnxPredictor.from_bytes(onnx_bytes, manifest.spec), x, float(np.std(x)))
+    predictor = OnnxPredictor.from_bytes(onnx_bytes, manifest.spec)
+    check_parity(model, predictor, x, float(np.std(x)))
+    # An interval calibration like a trained bundle's: the forecasts missed by noise of the series' scale.
+    forecast = predictor.predict(x)
+    actual = forecast + np.random.default_rng(1).normal(0, 5, size=forecast.shape).astype(np.float32)
+    manifest = manifest.model_copy(update={"intervals": intervals.calibrate(x, actual, forecast)})
     return store.publish(model_dir, manifest, onnx_bytes)
 
 
@@ -125,15 +135,15 @@ def v2_binary_body(n: int) -> tuple[bytes, int]:
     return header + x.astype("<f4").tobytes(), len(header)
 
 
-def request_body(n: int) -> bytes:
-    return json.dumps(
-        {
-            "series": [
-                {"id": f"s{i}", "values": row.tolist()}
-                for i, row in enumerate(series(n, WINDOW).astype(float))
-            ]
-        }
-    ).encode()
+def request_body(n: int, levels: list[float] | None = None) -> bytes:
+    body: dict[str, Any] = {
+        "series": [
+            {"id": f"s{i}", "values": row.tolist()} for i, row in enumerate(series(n, WINDOW).astype(float))
+        ]
+    }
+    if levels:
+        body["levels"] = levels
+    return json.dumps(body).encode()
 
 
 # -- bare onnxruntime --------------------------------------------------------------
@@ -427,6 +437,10 @@ def main() -> None:
     bodies = {"single": work / "single.json", "batch": work / "batch.json"}
     bodies["single"].write_bytes(request_body(1))
     bodies["batch"].write_bytes(request_body(BATCH))
+    bodies["single-levels"] = work / "single-levels.json"
+    bodies["single-levels"].write_bytes(request_body(1, LEVELS))
+    bodies["batch-levels"] = work / "batch-levels.json"
+    bodies["batch-levels"].write_bytes(request_body(BATCH, LEVELS))
     bodies["v2"] = work / "v2.bin"
     v2_body, v2_header = v2_binary_body(BATCH)
     bodies["v2"].write_bytes(v2_body)
@@ -460,8 +474,10 @@ def main() -> None:
         ("Seqcast GET /healthz", seq, "/healthz", None),
         ("hand-built forecast, 1 series", ref, "/forecast", "single"),
         ("Seqcast forecast, 1 series", seq, forecast, "single"),
+        ("Seqcast forecast, 1 series, levels 80 95", seq, forecast, "single-levels"),
         (f"hand-built forecast, {BATCH} series", ref, "/forecast", "batch"),
         (f"Seqcast forecast, {BATCH} series", seq, forecast, "batch"),
+        (f"Seqcast forecast, {BATCH} series, levels 80 95", seq, forecast, "batch-levels"),
         (f"Seqcast V2 infer, {BATCH} series, binary tensors", seq, f"/v2/models/{NAME}/infer", "v2"),
     ]
     results: dict[str, list[dict[str, float]]] = {p[0]: [] for p in phases}
@@ -574,6 +590,12 @@ def main() -> None:
         f"{paired(f'Seqcast forecast, {BATCH} series', f'hand-built forecast, {BATCH} series'):.2f} "
         "| >= 0.95 |"
     )
+    for n in (1, BATCH):
+        plain = f"Seqcast forecast, {n} series"
+        print(
+            f"| {n} series: with 80 and 95 % intervals / without (req/s, median of rounds) | "
+            f"{paired(plain + ', levels 80 95', plain):.2f} | >= 0.91 (cost <= 1.1 x) |"
+        )
     print(
         f"| Seqcast /healthz / constant Flask endpoint (median of rounds) | "
         f"{paired('Seqcast GET /healthz', 'floor: constant Flask endpoint'):.2f} | |"

@@ -13,10 +13,13 @@ from bench.protocol import (
     BEST_CLASSICAL,
     BY_NAME,
     CLASSICAL,
+    LEVELS,
+    IntervalScore,
     Scores,
     aggregate,
     baseline,
     common_sets,
+    gmean,
     median_mase,
     median_smape,
 )
@@ -141,13 +144,78 @@ def seqcast_runs(runs: Mapping[str, Mapping[int, Mapping[str, object]]], scores:
     return "\n".join(lines)
 
 
+IntervalScores = Mapping[str, Mapping[str, Sequence[IntervalScore]]]  # method -> set -> one per seed
+WIDE_OFF = 10  # a set with enough test points whose coverage is this far from nominal is flagged
+MANY_POINTS = 20  # ... "enough": the goal's threshold
+
+
+def _median_coverage(scores: Sequence[IntervalScore], level: int) -> float:
+    return float(np.median([x.coverage[level] for x in scores]))
+
+
+def intervals(iscores: IntervalScores, sets: Sequence[str]) -> str:
+    """Coverage at each level and MSIS per set (medians over seeds), then the aggregate: coverage
+    as the mean over sets (each set counts once, as in the MASE aggregate), MSIS as the geometric
+    mean, and the sets with at least MANY_POINTS test points whose coverage is more than WIDE_OFF
+    points from nominal."""
+    methods = [m for m in iscores if all(k in iscores[m] for k in sets)]
+    cells = [f"{label(m)} {lv} %" for m in methods for lv in LEVELS] + [f"{label(m)} MSIS" for m in methods]
+    lines = _head(["set", "test points", *cells])
+    for name in sets:
+        points = iscores[methods[0]][name][0].points if methods else 0
+        row: list[object] = [name, points]
+        row += [_f(_median_coverage(iscores[m][name], lv), 1) for m in methods for lv in LEVELS]
+        row += [_f(float(np.median([x.msis for x in iscores[m][name]]))) for m in methods]
+        lines.append(_row(row))
+    summary_lines = _head(
+        [
+            "method",
+            "sets",
+            *[f"coverage {lv} % (mean)" for lv in LEVELS],
+            "MSIS (geo. mean)",
+            "/ AutoETS",
+            f"sets ≥ {MANY_POINTS} points off by > {WIDE_OFF}",
+        ],
+        (0, 6),
+    )
+    ref = (
+        gmean([float(np.median([x.msis for x in iscores["AutoETS"][k]])) for k in sets])
+        if "AutoETS" in iscores
+        else math.nan
+    )
+    for m in methods:
+        cover = [float(np.mean([_median_coverage(iscores[m][k], lv) for k in sets])) for lv in LEVELS]
+        msis = gmean([float(np.median([x.msis for x in iscores[m][k]])) for k in sets])
+        off = [
+            f"{k} ({lv}: {_median_coverage(iscores[m][k], lv):.0f})"
+            for k in sets
+            for lv in LEVELS
+            if iscores[m][k][0].points >= MANY_POINTS
+            and abs(_median_coverage(iscores[m][k], lv) - lv) > WIDE_OFF
+        ]
+        summary_lines.append(
+            _row(
+                [
+                    label(m),
+                    len(sets),
+                    *[_f(c, 1) for c in cover],
+                    _f(msis),
+                    _f(msis / ref),
+                    ", ".join(off) or "none",
+                ]
+            )
+        )
+    return "\n".join(summary_lines) + "\n\n" + "\n".join(lines)
+
+
 def report(
     scores: Scores,
     methods: Sequence[str],
     sets: Sequence[str],
     runs: Mapping[str, Mapping[int, Mapping[str, object]]],
+    iscores: IntervalScores | None = None,
 ) -> str:
-    """The whole markdown report: aggregates first, then per set."""
+    """The whole markdown report: aggregates first, then per set, then the intervals."""
     out = []
     common = common_sets(scores, methods)
     anchors = [m for m in methods if m != SEQCAST]
@@ -176,4 +244,13 @@ def report(
     out += ["", "### sMAPE % per set", "", per_set_smape(scores, methods, sets)]
     if runs:
         out += ["", "### Seqcast runs", "", seqcast_runs(runs, scores)]
+    if iscores:
+        interval_sets = [k for k in sets if all(k in per for per in iscores.values())]
+        out += [
+            "",
+            f"### Prediction intervals over the {len(interval_sets)} sets (coverage: % of test points "
+            "inside; MSIS of the 95 % interval; medians over seeds)",
+            "",
+            intervals(iscores, interval_sets),
+        ]
     return "\n".join(out) + "\n"

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import hmac
+from pathlib import Path
 
 from flask import Blueprint, Response, request
+from werkzeug.security import safe_join
 
 from service import forecast
 from service.bundle import store
-from service.bundle.manifest import Manifest, valid_name
-from service.errors import Forbidden, ModelNotFound, Unauthorized
+from service.bundle.manifest import Intervals, Manifest, valid_name
+from service.errors import Forbidden, ModelNotFound, ReportNotFound, Unauthorized
 from service.metrics import now
 from service.payload import model_response, read_json
 from service.registry import Registry
-from service.schemas import ModelInfo, ModelList, ModelStatus
+from service.schemas import IntervalsInfo, ModelInfo, ModelList, ModelStatus
 from service.settings import Settings
 from service.state import state
 from service.timeindex import parse_frequency
@@ -47,6 +49,13 @@ def model_info(registry: Registry, name: str) -> ModelInfo:
         timestamps_supported=manifest is not None and parse_frequency(manifest.spec.frequency) is not None,
         metrics=manifest.metrics if manifest else None,
         selection=manifest.selection if manifest else None,
+        intervals=_intervals_info(manifest.intervals) if manifest and manifest.intervals else None,
+    )
+
+
+def _intervals_info(iv: Intervals) -> IntervalsInfo:
+    return IntervalsInfo(
+        method=iv.method, scale=iv.scale, windows=iv.windows, errors=iv.errors, max_level=iv.max_level
     )
 
 
@@ -62,6 +71,39 @@ def get_model(name: str) -> Response:
     if not valid_name(name) or store.read_current(registry.model_dir, name) is None:
         raise ModelNotFound(f"no model named {name!r}; GET /v1/models lists them")
     return model_response(model_info(registry, name))
+
+
+REPORT_DIR = "report"
+# The page is one file with its images inline: it may load nothing from anywhere.
+REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+REPORT_TYPES = {".html": "text/html", ".png": "image/png", ".json": "application/json", ".txt": "text/plain"}
+
+
+@bp.get("/models/<name>/report")
+@bp.get("/models/<name>/report/<path:file>")
+def report_view(name: str, file: str = "index.html") -> Response:
+    """The served version's training report, read-only: ``report/index.html`` or another file of
+    that folder. Nothing outside the bundle's report folder can be named (no ``..``, no absolute
+    path, no symlink that leads out of it)."""
+    registry = state().registry
+    served = registry.get(name)  # 404 / 503 like a forecast
+    folder = store.bundle_dir(registry.model_dir, name, served.version) / REPORT_DIR
+    path = safe_join(str(folder), file)
+    kind = REPORT_TYPES.get(Path(file).suffix.lower())
+    if path is None or kind is None:
+        raise ReportNotFound(
+            f"no report file {file!r}: the report holds index.html and its .png, .json, .txt files"
+        )
+    target = Path(path)
+    try:
+        inside = target.resolve(strict=True).is_relative_to(folder.resolve(strict=True))
+        body = target.read_bytes() if inside and target.is_file() else None
+    except OSError:
+        body = None
+    if body is None:
+        raise ReportNotFound(f"model {name!r} version {served.version} has no report file {file!r}")
+    headers = {"X-Model-Version": served.version, "Content-Security-Policy": REPORT_CSP}
+    return Response(body, mimetype=kind, headers=headers)
 
 
 def require_admin(settings: Settings) -> None:

@@ -70,6 +70,10 @@ class ModelNotFound(ServiceError):
     status, code = 404, "model_not_found"
 
 
+class ReportNotFound(ServiceError):
+    status, code = 404, "report_not_found"
+
+
 class NotReady(ServiceError):
     status, code = 503, "not_ready"
 

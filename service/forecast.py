@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from service import values
+from service.bundle import intervals
 from service.bundle.manifest import Manifest, ModelSpec
 from service.errors import InvalidRequest, validation_details
 from service.payload import float_lists
@@ -71,15 +72,36 @@ def parse_request(raw: Any, spec: ModelSpec, max_series: int) -> ForecastRequest
 def check_options(req: ForecastRequest, manifest: Manifest) -> int:
     """The horizon to return; 422 for options the model cannot honour."""
     if req.levels is not None:
-        reason = (
-            "this model has no intervals" if manifest.intervals is None else "intervals are not served yet"
-        )
-        raise InvalidRequest.at(["levels"], f"{reason}; leave out levels")
+        _check_levels(req.levels, manifest)
     if req.horizon is not None and req.horizon > manifest.spec.horizon:
         raise InvalidRequest.at(
             ["horizon"], f"{req.horizon} steps asked, the model forecasts at most {manifest.spec.horizon}"
         )
     return req.horizon or manifest.spec.horizon
+
+
+def _check_levels(levels: list[float], manifest: Manifest) -> None:
+    """422 naming each level the calibration cannot serve (or that repeats another)."""
+    if manifest.intervals is None:
+        raise InvalidRequest.at(
+            ["levels"], "this model has no interval calibration (trained before intervals); leave out levels"
+        )
+    cal = manifest.intervals
+    top = cal.max_level
+    support = (
+        f"its {cal.errors} validation errors ({cal.windows} windows x {manifest.spec.horizon} steps) support"
+    )
+    details, seen = [], set()
+    for i, level in enumerate(levels):
+        key = intervals.level_key(level)
+        if level > top:
+            msg = f"{key} is above {top:g}, the highest level {support}"
+            details.append({"loc": ["levels", i], "msg": msg})
+        elif key in seen:
+            details.append({"loc": ["levels", i], "msg": f"{key} is asked twice"})
+        seen.add(key)
+    if details:
+        raise InvalidRequest.from_details(details)
 
 
 def prepare(req: ForecastRequest, manifest: Manifest, horizon: int) -> Batch:
@@ -114,12 +136,25 @@ def answer(manifest: Manifest, req: ForecastRequest, batch: Batch, y: np.ndarray
     the model was trained on can overflow inside the graph): no number to send.
     """
     y = y[:, : batch.horizon]  # (batch, horizon, targets)
-    means = float_lists(y[..., 0] if y.shape[2] == 1 else y)  # per series: numbers, or rows of targets
+    single = y.shape[2] == 1
+
+    def lists(a: np.ndarray) -> list[Any]:  # per series: numbers, or rows of targets
+        return float_lists(a[..., 0] if single else a)
+
+    means = lists(y)
+    ranges: dict[str, tuple[list[Any], list[Any]]] = {}
+    if req.levels and manifest.intervals is not None:  # check_options refused levels without one
+        for level, (lower, upper) in zip(
+            req.levels, intervals.bounds(manifest.intervals, batch.x, y, req.levels), strict=True
+        ):
+            ranges[intervals.level_key(level)] = (lists(lower), lists(upper))
     forecasts: list[dict[str, Any]] = []
-    for series, mean, stamps in zip(req.series, means, batch.timestamps, strict=True):
+    for i, (series, mean, stamps) in enumerate(zip(req.series, means, batch.timestamps, strict=True)):
         forecast: dict[str, Any] = {"id": series.id, "mean": mean}
         if stamps is not None:  # left unset otherwise, so left out of the answer
             forecast["timestamps"] = stamps
+        if ranges:
+            forecast["intervals"] = {k: {"lower": lo[i], "upper": up[i]} for k, (lo, up) in ranges.items()}
         forecasts.append(forecast)
     fields = {
         "model": manifest.name,
@@ -133,7 +168,11 @@ def answer(manifest: Manifest, req: ForecastRequest, batch: Batch, y: np.ndarray
         return ForecastResponse.model_validate(fields)
     except ValidationError:
         # float_lists writes NaN and inf as null, which the model refuses: name those series.
-        overflowed = np.flatnonzero(~np.isfinite(y).all(axis=(1, 2)))
+        finite = np.isfinite(y).all(axis=(1, 2))
+        if req.levels and manifest.intervals is not None:
+            for lower, upper in intervals.bounds(manifest.intervals, batch.x, y, req.levels):
+                finite &= np.isfinite(lower).all(axis=(1, 2)) & np.isfinite(upper).all(axis=(1, 2))
+        overflowed = np.flatnonzero(~finite)
         if not overflowed.size:
             raise  # a bug of ours, not the client's
         msg = "the model's forecast for these values is not finite: are they on the scale it was trained on?"

@@ -43,6 +43,7 @@ FORECAST_EXAMPLE = {
         }
     ],
     "horizon": 3,
+    "levels": [80, 95],
 }
 INFER_EXAMPLE = {"inputs": [{"name": "x", "shape": [1, 3, 1], "datatype": "FP32", "data": [112, 118, 132]}]}
 _ERRORS_V1 = {
@@ -130,6 +131,19 @@ def _v2_model_paths(suffix: str, version: bool) -> dict[str, Any]:
     }
 
 
+def _report_op(summary: str, extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A report route: the file itself on 200 (HTML, PNG, JSON or text), the v1 error otherwise."""
+    kinds = ("text/html", "image/png", "application/json", "text/plain")
+    errors = {"404": "unknown model, or no such report file", "503": _ERRORS_V1["503"]}
+    return {
+        "summary": summary,
+        "tags": ["v1"],
+        "parameters": _name() + (extra or []),
+        "responses": {"200": {"description": "the file", "content": {k: {} for k in kinds}}}
+        | {code: _json(s1.ErrorResponse, text) for code, text in errors.items()},
+    }
+
+
 def build(settings: Settings) -> dict[str, Any]:
     """The document, with this deployment's limits filled in."""
     pairs = [(m, "validation") for m in _REQUESTS] + [(m, "serialization") for m in _RESPONSES]
@@ -166,6 +180,15 @@ def build(settings: Settings) -> dict[str, Any]:
                 "v1",
                 parameters=_name(),
                 security=[{"adminKey": []}, {}],
+            )
+        },
+        "/v1/models/{name}/report": {
+            "get": _report_op("the served version's training report: one HTML page")
+        },
+        "/v1/models/{name}/report/{path:file}": {
+            "get": _report_op(
+                "another file of the served version's report folder (.png, .json, .txt); nothing outside it",
+                [{"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}],
             )
         },
         "/healthz": {"get": _op("liveness: the process answers", s1.Health, {}, "ops")},

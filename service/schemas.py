@@ -73,8 +73,17 @@ class ForecastRequest(_Request):
     )
     levels: list[Annotated[float, Field(gt=0, lt=100)]] | None = Field(
         default=None,
-        description="prediction-interval levels in percent; rejected: no model has intervals yet",
+        min_length=1,
+        max_length=20,
+        description="prediction-interval levels in percent, e.g. [80, 95]: each forecast then carries "
+        "intervals; any level up to the model's intervals.max_level (GET /v1/models/<name>)",
+        examples=[[80, 95]],
     )
+
+
+class Interval(BaseModel):
+    lower: list[float] | list[list[float]] = Field(description="per step, shaped like mean")
+    upper: list[float] | list[list[float]] = Field(description="per step, shaped like mean")
 
 
 class Forecast(BaseModel):
@@ -88,6 +97,12 @@ class Forecast(BaseModel):
         description="time of each forecast step; present when the request dated the series "
         "(start or timestamps) and the model knows its frequency",
     )
+    intervals: dict[str, Interval] | None = Field(
+        default=None,
+        description="level in percent (as asked: '80', '97.5') -> the range that holds the actual value "
+        "with that probability, calibrated per step on the model's validation windows; present when "
+        "the request asked for levels",
+    )
 
 
 class ForecastResponse(BaseModel):
@@ -99,6 +114,16 @@ class ForecastResponse(BaseModel):
 
 
 ModelStatus = Literal["ready", "failed", "not_loaded"]
+
+
+class IntervalsInfo(BaseModel):
+    """What ``levels`` a model serves (the manifest's ``intervals``, without its table)."""
+
+    method: str = Field(description="split-conformal: quantiles of validation errors")
+    scale: str = Field(description="mean-abs-change: widths scale with the input window's own spread")
+    windows: int = Field(description="validation windows the calibration was made on")
+    errors: int = Field(description="scaled errors it pools: windows x horizon steps (per target)")
+    max_level: float = Field(description="the highest level served, in percent: 100 N / (N + 1), N errors")
 
 
 class ModelInfo(BaseModel):
@@ -118,6 +143,9 @@ class ModelInfo(BaseModel):
     metrics: Metrics | None = None
     selection: Selection | None = Field(
         default=None, description="how the automatic recipe chose the model (the manifest's, as it is)"
+    )
+    intervals: IntervalsInfo | None = Field(
+        default=None, description="the levels this model serves; absent: it serves no intervals"
     )
     error: str | None = Field(default=None, description="why the model could not be loaded")
     failed_version: str | None = Field(

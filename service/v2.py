@@ -2,7 +2,10 @@
 
 Health, server and model metadata, model readiness, and ``infer`` on the one
 input ``x`` FP32 ``[batch, time, features]`` returning ``y`` FP32
-``[batch, horizon, targets]``. Tensor data may be JSON (flat row-major or
+``[batch, horizon, targets]`` and, for a model with an interval calibration,
+the bounds ``y_lower_<level>`` and ``y_upper_<level>`` of the same shape (the
+metadata lists 80 and 95; any level the calibration supports may be asked by
+name, e.g. ``y_upper_97.5``; no outputs asked: every listed one). Tensor data may be JSON (flat row-major or
 nested) or raw little-endian bytes after the JSON header (Triton's
 binary-tensor extension, which tritonclient uses by default). As in ``/v1``,
 history longer than the model's window is cut to its tail.
@@ -14,6 +17,7 @@ readiness answer of false is a 400.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -21,6 +25,8 @@ from flask import Blueprint, Response, request
 from pydantic import ValidationError
 
 from service import __version__
+from service.bundle import intervals
+from service.bundle.manifest import Manifest
 from service.errors import ModelNotFound, NotReady, ServiceError, UnsupportedMediaType, format_loc
 from service.metrics import now
 from service.payload import float_lists, is_json_mimetype, model_response, parse_json, read_body
@@ -40,6 +46,8 @@ from service.state import state
 from service.values import not_positive, numbers_array
 
 bp = Blueprint("v2", __name__, url_prefix="/v2")
+DEFAULT_LEVELS = (80.0, 95.0)  # the bounds the metadata lists; any calibrated level may be asked
+BOUND = re.compile(r"_(?P<side>lower|upper)_(?P<level>[0-9]{1,2}(?:\.[0-9]{1,4})?)")
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data"]
 
@@ -99,9 +107,8 @@ def model_metadata(name: str, version: str | None = None) -> Response:
                 MetadataTensor(name=spec.input_name, datatype="FP32", shape=[-1, time, len(spec.features)])
             ],
             outputs=[
-                MetadataTensor(
-                    name=spec.output_name, datatype="FP32", shape=[-1, spec.horizon, len(spec.targets)]
-                )
+                MetadataTensor(name=o, datatype="FP32", shape=[-1, spec.horizon, len(spec.targets)])
+                for o in _listed_outputs(served.manifest)
             ],
             # Seqcast's own description of the model (the protocol allows extra fields).
             parameters=ModelParameters(spec=spec),
@@ -171,6 +178,46 @@ def _tensor(req: InferRequest, binary: bytes, served: Served) -> np.ndarray:
     return x
 
 
+def _listed_outputs(m: Manifest) -> list[str]:
+    """``y``, then the bounds at ``DEFAULT_LEVELS`` the calibration serves (``y_lower_80``...).
+
+    Any other level up to ``intervals.max_level`` may be asked by name too (``y_upper_97.5``).
+    """
+    names = [m.spec.output_name]
+    if m.intervals is not None:
+        for level in DEFAULT_LEVELS:
+            if level <= m.intervals.max_level:
+                key = intervals.level_key(level)
+                names += [f"{m.spec.output_name}_lower_{key}", f"{m.spec.output_name}_upper_{key}"]
+    return names
+
+
+def _bound(name: str, m: Manifest) -> tuple[str, float] | None:
+    """``("lower" | "upper", level)`` for an output named like ``y_lower_80``; None for ``y``;
+    400 for anything else."""
+    if name == m.spec.output_name:
+        return None
+    match = (
+        BOUND.fullmatch(name.removeprefix(m.spec.output_name))
+        if name.startswith(m.spec.output_name)
+        else None
+    )
+    if match is None:
+        raise BadInfer(
+            f"unknown output {name!r}; the model has {m.spec.output_name!r}"
+            + (f" and bounds such as {m.spec.output_name}_lower_80" if m.intervals is not None else "")
+        )
+    if m.intervals is None:
+        raise BadInfer(f"output {name!r}: this model has no interval calibration")
+    level = float(match["level"])
+    if not 0 < level <= m.intervals.max_level:
+        raise BadInfer(
+            f"output {name!r}: level {match['level']} is outside (0, {m.intervals.max_level:g}], "
+            f"the levels its {m.intervals.errors} validation errors support"
+        )
+    return match["side"], level
+
+
 @bp.post("/models/<name>/infer")
 @bp.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None) -> Response:
@@ -183,29 +230,40 @@ def infer(name: str, version: str | None = None) -> Response:
         first = exc.errors(include_url=False)[0]
         raise BadInfer(f"{format_loc(first['loc'])}: {first['msg']}") from None
     m = served.manifest
-    wanted = req.outputs or []
-    unknown = [o.name for o in wanted if o.name != m.spec.output_name]
-    if unknown:
-        raise BadInfer(f"unknown output(s) {unknown}; the model has {m.spec.output_name!r}")
-    as_binary = any((o.parameters or {}).get("binary_data") is True for o in wanted) or (
+    # As the protocol says: no outputs named, every output the metadata lists.
+    names = [o.name for o in req.outputs] if req.outputs else _listed_outputs(m)
+    if len(set(names)) != len(names):
+        raise BadInfer(f"outputs named twice in {names}")
+    bounds = {o: _bound(o, m) for o in names}
+    as_binary = any((o.parameters or {}).get("binary_data") is True for o in req.outputs or []) or (
         (req.parameters or {}).get("binary_data_output") is True
     )
     x = _tensor(req, binary, served)
     started = now()
     y = served.predictor.predict(x)  # (batch, horizon, targets)
     app_state.metrics.observe_prediction(name, served.version, x.shape[0], now() - started)
-    output: dict[str, Any] = {"name": m.spec.output_name, "datatype": "FP32", "shape": list(y.shape)}
-    if as_binary:
-        raw_y = np.ascontiguousarray(y, dtype="<f4").tobytes()
-        output["parameters"] = {"binary_data_size": len(raw_y)}
-    elif not np.isfinite(y).all():
-        raise BadInfer(
-            "the model's output holds NaN or infinity, which JSON cannot carry (binary_data can): "
-            "are the inputs on the scale the model was trained on?"
-        )
-    else:
-        output["data"] = float_lists(y.ravel())
-    fields: dict[str, Any] = {"model_name": name, "model_version": served.version, "outputs": [output]}
+    tensors: dict[str, np.ndarray] = {}
+    levels = sorted({b[1] for b in bounds.values() if b is not None})
+    if levels and m.intervals is not None:
+        for level, (lower, upper) in zip(levels, intervals.bounds(m.intervals, x, y, levels), strict=True):
+            tensors[f"lower {level}"], tensors[f"upper {level}"] = lower, upper
+    outputs: list[dict[str, Any]] = []
+    raw_parts: list[bytes] = []
+    for o, bound in bounds.items():
+        tensor = y if bound is None else tensors[f"{bound[0]} {bound[1]}"]
+        output: dict[str, Any] = {"name": o, "datatype": "FP32", "shape": list(tensor.shape)}
+        if as_binary:
+            raw_parts.append(np.ascontiguousarray(tensor, dtype="<f4").tobytes())
+            output["parameters"] = {"binary_data_size": len(raw_parts[-1])}
+        elif not np.isfinite(tensor).all():
+            raise BadInfer(
+                f"output {o!r} holds NaN or infinity, which JSON cannot carry (binary_data can): "
+                "are the inputs on the scale the model was trained on?"
+            )
+        else:
+            output["data"] = float_lists(tensor.ravel())
+        outputs.append(output)
+    fields: dict[str, Any] = {"model_name": name, "model_version": served.version, "outputs": outputs}
     if req.id is not None:
         fields["id"] = req.id
     answer = InferResponse.model_validate(fields)
@@ -214,4 +272,4 @@ def infer(name: str, version: str | None = None) -> Response:
         return model_response(answer, headers=headers, exclude_unset=True)  # no "id": null, no "parameters"
     head = answer.model_dump_json(exclude_unset=True).encode()
     headers[HEADER_LENGTH] = str(len(head))
-    return Response(head + raw_y, headers=headers, mimetype="application/octet-stream")
+    return Response(head + b"".join(raw_parts), headers=headers, mimetype="application/octet-stream")

@@ -154,3 +154,46 @@ def test_the_report_renders_and_the_shown_command_drops_output_flags() -> None:
     assert "| Seqcast | 1 | 0.700 | 0.389 | 1.167 | 1.167 |" in text
     cmd = shown_command(["--quick", "--json", "x.json", "--jobs", "2", "--seeds", "0", "1"])
     assert cmd.endswith("bench/accuracy.py --quick --seeds 0 1")
+
+
+def test_msis_is_m4s_scaled_interval_score() -> None:
+    insample = np.array([1.0, 3, 5, 7])  # scale: mean |diff| = 2
+    test = np.array([10.0, 20.0])
+    # step 1 inside a width-4 interval; step 2 misses the upper bound 18 by 2: 4 + 40 * 2
+    got = protocol.msis(insample, test, np.array([8.0, 14]), np.array([12.0, 18]), 1)
+    assert got == pytest.approx(((4 + 0) + (4 + 80)) / 2 / 2)
+
+
+def test_interval_scores_pool_coverage_over_the_sets_points() -> None:
+    s = DataSet("x", "yearly", 2, 1)
+    series = [Series("p", np.array([1.0, 2, 3, 4, 5])), Series("q", np.array([2.0, 2, 4, 4, 6]))]
+    # tests: p (4, 5), q (4, 6); the 80 % band holds 3 of 4 points, the 95 % band all of them
+    bands = {
+        80: (np.array([[3.5, 4.5], [3.5, 4.5]]), np.array([[4.5, 5.5], [4.5, 5.5]])),
+        95: (np.array([[3.0, 4.0], [3.0, 4.0]]), np.array([[5.0, 6.0], [5.0, 6.0]])),
+    }
+    got = protocol.score_intervals(series, bands, s)
+    assert got.coverage == {80: 75.0, 95: 100.0} and got.points == 4
+    assert got.msis == pytest.approx(2.0)  # widths 2, no misses, in-sample scales 1 (p: 1, 1; q: 0, 2)
+    with pytest.raises(ValueError, match="bounds of shape"):
+        protocol.score_intervals(series, {80: bands[80], 95: (np.zeros((1, 2)), np.zeros((1, 2)))}, s)
+
+
+def test_the_interval_table_aggregates_and_flags_sets_far_from_nominal() -> None:
+    ok = protocol.IntervalScore({80: 80.0, 95: 95.0}, 5.0, 96)
+    narrow = protocol.IntervalScore({80: 60.0, 95: 90.0}, 20.0, 96)
+    iscores = {"AutoETS": {"a": [ok], "b": [ok]}, "Seqcast": {"a": [ok], "b": [narrow]}}
+    text = tables.intervals(iscores, ["a", "b"])
+    assert "| AutoETS | 2 | 80.0 | 95.0 | 5.000 | 1.000 | none |" in text
+    # coverage 70 and 92.5 on average; MSIS sqrt(5 * 20) = 10, twice AutoETS's; b is 20 points off at 80
+    assert "| Seqcast | 2 | 70.0 | 92.5 | 10.000 | 2.000 | b (80: 60) |" in text
+
+
+def test_a_task_asked_for_levels_has_its_own_cache_key() -> None:
+    s = DataSet("x", "quarterly", 4, 4)
+    series = [Series("p", np.arange(20.0))]
+    (ets,) = anchors.tasks(s, series, ["AutoETS"])
+    (arima,) = anchors.tasks(s, series, ["AutoARIMA"])
+    assert ets.levels == protocol.LEVELS and arima.levels == ()
+    plain = anchors.Task(ets.set, ets.series, ets.method, ets.insample, ets.h, ets.season, ets.options)
+    assert plain.key("2.1.1") != ets.key("2.1.1")

@@ -91,6 +91,15 @@ def test_a_series_too_short_for_the_horizon_is_a_clear_error(tmp_path):
 # --- selection ---------------------------------------------------------------------------------
 
 
+def _val_forecast_scores_as_chosen(run) -> None:
+    """The validation forecasts kept for the interval calibration are those the choice was made on."""
+    choice = run.choice
+    val = recipe.Validation(run.windows["val"], recipe._scales(run.dataset, run.config.split, run.season))
+    assert choice.val_forecast.shape == run.windows["val"].y.shape
+    chosen = next(c for c in choice.candidates if c.name == choice.chosen)
+    assert val.score(choice.chosen, choice.val_forecast) == pytest.approx(chosen.score, rel=1e-5)
+
+
 @pytest.mark.slow
 def test_a_random_walk_keeps_the_last_value_and_train_says_so(tmp_path):
     run = train_run(_config(_csv(tmp_path, "rw", _random_walk()), 3, train=QUICK_TRAIN))
@@ -115,6 +124,7 @@ def test_a_seasonal_series_gets_a_seasonal_model_better_than_the_baselines(tmp_p
     assert chosen.score < choice.baseline * (1 - recipe.BASELINE_MARGIN)
     assert choice.candidates[0].score <= chosen.score  # ranked best first
     assert {"naive", "seasonal_naive[12]"} <= {c.name for c in choice.candidates}
+    _val_forecast_scores_as_chosen(run)
 
 
 @pytest.mark.slow
@@ -128,6 +138,7 @@ def test_a_strongly_nonlinear_series_gets_a_network(tmp_path):
     assert kinds[choice.chosen] == "network", recipe.table(choice)
     best_linear = min(c.score for c in choice.candidates if c.kind != "network")
     assert next(c.score for c in choice.candidates if c.name == choice.chosen) < 0.7 * best_linear
+    _val_forecast_scores_as_chosen(run)
 
 
 def _scored(val: recipe.Validation, name: str, pred: np.ndarray) -> recipe.Scored:
@@ -257,6 +268,9 @@ def test_the_manifest_and_report_record_every_candidate(tmp_path):
     assert manifest.spec.network.base is not None and manifest.spec.network.base in run.choice.chosen
     text = exported.files["report/selection.txt"].decode()
     assert run.choice.chosen in text and "validation windows" in text
+    # intervals calibrated on every validation window, for every step
+    assert manifest.intervals is not None and manifest.intervals.windows == len(run.windows["val"])
+    assert manifest.intervals.shape == (6, 1) and manifest.intervals.positive
 
 
 @pytest.mark.parametrize("kind", ["base", "combination", "ridge", "network", "log"])

@@ -93,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("gradient_fade.png"), help="PNG to write")
     _add_common(p)
 
+    p = sub.add_parser("report", help="rebuild a bundle's report/index.html from its report/data.json")
+    p.add_argument(
+        "bundle", type=Path, help="a bundle folder (MODEL_DIR/NAME/VERSION), or MODEL_DIR/NAME: CURRENT"
+    )
+    p.add_argument("--out", type=Path, help="write the page here instead of the bundle's report/index.html")
+
     manage.add_parser(sub)
     return parser
 
@@ -229,6 +235,20 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from service.bundle import store
+    from training.report_page import rebuild
+
+    bundle = args.bundle
+    if (bundle / "CURRENT").is_file():  # a model folder: the version it serves
+        current = store.read_current(bundle.parent, bundle.name)
+        if current is None:
+            raise store.StoreError(f"{bundle}/CURRENT names no version")
+        bundle = bundle / current
+    print(f"report: {rebuild(bundle, args.out)}")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
@@ -236,6 +256,7 @@ COMMANDS = {
     "retrain": cmd_retrain,
     "explain": cmd_explain,
     "backtest": cmd_backtest,
+    "report": cmd_report,
     "models": manage.run,
 }
 

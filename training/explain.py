@@ -91,7 +91,7 @@ def table(fades: list[Fade]) -> str:
 
 
 def plot(fades: list[Fade]) -> bytes:
-    from training.report import _png, plt
+    from training.report import plt, png
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for f in fades:
@@ -102,4 +102,4 @@ def plot(fades: list[Fade]) -> bytes:
     ax.set_ylabel("|d forecast / d input| (newest = 1)")
     ax.set_title("How the gradient fades over time steps")
     ax.legend()
-    return _png(fig)
+    return png(fig)

@@ -19,10 +19,10 @@ import onnx
 import onnxruntime
 import torch
 
-from service.bundle import store
-from service.bundle.manifest import DataInfo, Manifest, Metrics, NetworkSpec
+from service.bundle import intervals, store
+from service.bundle.manifest import DataInfo, Intervals, Manifest, Metrics, NetworkSpec
 from service.bundle.predictor import OnnxPredictor
-from training import recipe, report
+from training import recipe, report, report_page
 from training.config import Config, config_to_dict
 from training.data import Dataset, load_dataset, season_for
 from training.evaluate import format_table, per_series_table, score_predictor
@@ -132,6 +132,20 @@ def data_scale(run: Run) -> float:
     return float(np.std(run.windows["train"].y))
 
 
+def calibration(run: Run) -> Intervals:
+    """The interval calibration (``service.bundle.intervals``) on the validation windows: the
+    recipe's forecasts of them as scored (out of sample), or the hand-written model's (whose early
+    stopping watched those windows: a little optimistic)."""
+    val = run.windows["val"]
+    forecast = run.choice.val_forecast if run.choice is not None else None
+    if forecast is None:
+        with torch.no_grad():
+            forecast = run.model.eval()(torch.from_numpy(val.x)).numpy()
+    nt = len(run.dataset.targets)
+    seen = np.concatenate([run.windows["train"].x[..., :nt].ravel(), val.x[..., :nt].ravel()])
+    return intervals.calibrate(val.x, val.y, forecast, positive=bool((seen >= 0).all()))
+
+
 def build_manifest(
     run: Run, onnx_bytes: bytes, metrics: Metrics | None = None, created: datetime | None = None
 ) -> Manifest:
@@ -147,6 +161,7 @@ def build_manifest(
         spec=run.model.spec,  # as trained: "auto" options resolved
         metrics=metrics,
         selection=run.choice.record() if run.choice is not None else None,
+        intervals=calibration(run),
         training_config=config_to_dict(cfg),
         data=DataInfo(
             fingerprint=ds.fingerprint,
@@ -192,6 +207,11 @@ def export_run(run: Run) -> Exported:
     if len(run.dataset.series) > 1:
         table = per_series_table(predictor, run.dataset, run.config.split, run.season)
         files["report/per_series.txt"] = table.encode()
+    # the page a person opens (report/index.html) and the numbers it is rebuilt from
+    data = report_page.collect(
+        run.dataset, test, predictor, manifest, run.result, run.season, run.config.split
+    )
+    files.update(report_page.files(manifest, data))
     return Exported(onnx_bytes, manifest, files, predictor)
 
 

@@ -96,6 +96,10 @@ class Choice:
     baseline: float  # the better of naive and seasonal naive on validation
     windows: int  # validation windows scored
     notes: list[str] = field(default_factory=list)
+    # (validation windows, horizon, targets): the chosen candidate's forecasts of the validation
+    # windows as it was scored, before the ridge parts of a linear winner learn from those windows
+    # (the interval calibration's out-of-sample errors)
+    val_forecast: np.ndarray | None = None
 
     @property
     def baseline_won(self) -> bool:
@@ -547,11 +551,14 @@ def choose(
         and val.better_in_both_halves(best_net[0].name, best_linear.name)
     ):
         chosen, model, result = best_net[0].name, best_net[1], best_net[2]
+        with torch.no_grad():
+            val_forecast = model(torch.from_numpy(windows["val"].x)).numpy()
         if NETWORK_SHARE != 1:
             share = f"{NETWORK_SHARE:g}"
             notes.append(f"the network is published averaged with its base (its correction times {share})")
     else:
         chosen = best_linear.name
+        val_forecast = combination.forecast(windows["val"].x, len(ds.targets))
         # the ridge parts learn from the validation windows too; the choice stays as made
         refitted = combination.refit(_merged([windows["train"], windows["val"]]), length, horizon, lags)
         network = NetworkSpec(head="none", base=refitted.name, log_share=refitted.log_share)
@@ -565,7 +572,9 @@ def choose(
                 "the ridge parts of the base were fitted again on the training and validation windows"
             )
     ranked_all = sorted(scored, key=lambda s: s.score)
-    choice = Choice(model.eval(), result, ranked_all, chosen, baseline, len(windows["val"]), notes)
+    choice = Choice(
+        model.eval(), result, ranked_all, chosen, baseline, len(windows["val"]), notes, val_forecast
+    )
     return choice, windows
 
 

@@ -14,7 +14,8 @@ from training.data import Dataset  # noqa: E402
 from training.windows import Windows  # noqa: E402
 
 
-def _png(fig) -> bytes:
+def png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (the figure is closed)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -42,7 +43,7 @@ def loss_curve(history: list[dict[str, float]], best_epoch: int) -> bytes:
         )
     ax.legend()
     ax.set_title("Training and validation loss")
-    return _png(fig)
+    return png(fig)
 
 
 def forecast_plot(ds: Dataset, test: Windows, pred: np.ndarray, series: int = 0, target: int = 0) -> bytes:
@@ -60,4 +61,4 @@ def forecast_plot(ds: Dataset, test: Windows, pred: np.ndarray, series: int = 0,
     ax.set_title(f"{s.id}: {ds.targets[target]}, first test window")
     ax.legend()
     fig.autofmt_xdate()
-    return _png(fig)
+    return png(fig)

@@ -289,6 +289,58 @@ class Selection(_Strict):
     notes: list[str] = Field(default_factory=list)
 
 
+class Intervals(_Strict):
+    """Split-conformal prediction intervals, calibrated on the validation windows
+    (``service.bundle.intervals``: how they are made and served).
+
+    The interval at level L of a forecast ``mean`` from input window ``x`` is
+    ``mean ± width(L) × spread(x)``, where ``spread`` is the mean absolute
+    one-step change of each target over the window (a series ten times larger
+    gets a range ten times wider) and ``width(L)``, per horizon step and
+    target, comes from the conformal quantile of the validation windows'
+    absolute errors in units of their own spread (normalised per step and
+    pooled over the steps); between the grid's levels, linear.
+    """
+
+    method: Literal["split-conformal"] = "split-conformal"
+    scale: Literal["mean-abs-change"] = "mean-abs-change"
+    windows: int = Field(ge=1, description="calibration windows: every validation window of every series")
+    errors: int = Field(ge=1, description="scaled errors pooled per target: windows x horizon steps")
+    levels: list[float] = Field(
+        min_length=1, description="the grid, in percent, increasing; its last is the highest level served"
+    )
+    widths: list[list[list[float]]] = Field(
+        description="[level][step][target]: half-widths in units of the window's spread"
+    )
+    positive: bool = Field(
+        default=False, description="lower bounds are clipped at 0 (every training value was positive)"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Intervals:
+        increasing = all(a < b for a, b in zip(self.levels, self.levels[1:], strict=False))
+        if not increasing or not 0 < self.levels[0] or not self.levels[-1] < 100:
+            raise ValueError("levels must increase strictly within (0, 100)")
+        if len(self.widths) != len(self.levels):
+            raise ValueError(f"widths has {len(self.widths)} levels, levels {len(self.levels)}")
+        shapes = {(len(w), *{len(row) for row in w}) for w in self.widths}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+            raise ValueError("widths must be [level][step][target], every level the same shape")
+        flat = [v for w in self.widths for row in w for v in row]
+        if not all(v >= 0 and v != float("inf") for v in flat):  # NaN fails v >= 0
+            raise ValueError("widths must be finite and non-negative")
+        return self
+
+    @property
+    def max_level(self) -> float:
+        return self.levels[-1]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(horizon, targets) of each level's widths."""
+        return len(self.widths[0]), len(self.widths[0][0])
+
+
 class Manifest(_Strict):
     """``manifest.json`` of one immutable bundle version."""
 
@@ -301,8 +353,8 @@ class Manifest(_Strict):
     selection: Selection | None = Field(
         default=None, description="how the automatic recipe chose the model (absent for a hand-written one)"
     )
-    intervals: dict[str, Any] | None = Field(
-        default=None, description="interval calibration, when the model has intervals"
+    intervals: Intervals | None = Field(
+        default=None, description="the interval calibration (absent: the model serves no intervals)"
     )
     training_config: dict[str, Any] = Field(description="the resolved training config")
     data: DataInfo
@@ -315,6 +367,11 @@ class Manifest(_Strict):
         # A model in training may hold "auto" until fit chooses; a bundle holds what was chosen.
         if self.spec.network.base_damping == "auto":
             raise ValueError("spec.network.base_damping 'auto' must be resolved to a number")
+        if self.intervals is not None and self.intervals.shape != (self.spec.horizon, len(self.spec.targets)):
+            raise ValueError(
+                f"intervals.widths are {list(self.intervals.shape)} per level, the model forecasts "
+                f"[{self.spec.horizon}, {len(self.spec.targets)}] (horizon, targets)"
+            )
         return self
 
     @classmethod

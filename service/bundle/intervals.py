@@ -1,0 +1,124 @@
+"""Split-conformal prediction intervals: calibrated by the trainer, served by ``/v1`` and ``/v2``.
+
+Calibration (``calibrate``) uses the validation windows, the rolling origins
+the model was chosen on (never the test split). Window ``i`` of ``n`` (every
+origin of every series) gives, for each horizon step ``k`` and target ``j``,
+the score::
+
+    score[i, k, j] = |y[i, k, j] - forecast[i, k, j]| / spread(x[i])[j]
+
+where ``spread`` is the mean absolute one-step change of the target over the
+input window: the window's own yardstick, as MASE's is the series', so one
+calibration serves a series ten times larger with a range ten times wider,
+and every series of a panel pools into one calibration.
+
+Errors grow with the horizon, so each step has its own width; but a quantile
+per step of two dozen windows is coarse, and no window count under 19
+reaches 95 %. So the scores are normalised per step by their mean over the
+windows, ``ratio[i, k, j] = score[i, k, j] / mean_i score[i, k, j]``, the
+``n x horizon`` ratios of a target are pooled, and the width at level ``L``
+and step ``k`` is ``mean_i score[i, k, j]`` times the conformal quantile of
+the pooled ratios: their ``ceil((N + 1) L / 100)``-th smallest of ``N``
+(split conformal prediction with normalised scores; Angelopoulos and Bates,
+"A gentle introduction to conformal prediction", 2021; Lei et al. 2018). The
+levels served stop at ``100 N / (N + 1)`` %; the steps of one window are not
+independent, so read it as a ceiling, not a promise.
+
+Serving (``bounds``): ``forecast ± width(L) × spread(x)`` per step and
+target, ``width`` linear between the grid's levels (and from 0 at level 0);
+lower bounds are clipped at 0 for a model trained only on non-negative values.
+Numpy only, a few array operations per request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from service.bundle.manifest import Intervals
+
+# The levels calibrated: every whole percent, then the finer tail users ask for (97.5, 99.5, 99.9),
+# each kept only where there are windows enough; the highest feasible level closes the grid.
+GRID = (*range(1, 98), 97.5, 98, 99, 99.5, 99.9)
+# A window that does not move still gets a yardstick: a thousandth of its level.
+STILL = 1e-3
+TINY = 1e-12  # an all-zero window: widths collapse to (almost) nothing
+
+
+def spread(x: np.ndarray, targets: int) -> np.ndarray:
+    """float64 ``(batch, targets)``: the mean absolute one-step change of each target over the
+    window ``x`` (``(batch, time, features)``, targets first), floored at ``STILL`` times its mean
+    absolute level."""
+    v = x[..., :targets].astype(np.float64)
+    level = np.abs(v).mean(axis=1)
+    change = np.abs(np.diff(v, axis=1)).mean(axis=1) if v.shape[1] > 1 else np.zeros_like(level)
+    return np.maximum(change, STILL * level + TINY)
+
+
+def max_level(windows: int) -> float:
+    """The highest level ``windows`` calibration windows support, in percent: ``100 n / (n + 1)``."""
+    return 100.0 * windows / (windows + 1)
+
+
+def calibrate(x: np.ndarray, y: np.ndarray, forecast: np.ndarray, positive: bool = False) -> Intervals:
+    """The calibration from validation windows.
+
+    ``x``: ``(n, time, features)`` inputs; ``y`` and ``forecast``: ``(n, horizon, targets)``
+    actuals and the model's forecasts of them. ``positive``: clip lower bounds at 0.
+    """
+    n, horizon, targets = y.shape if y.ndim == 3 else (0, 0, 0)
+    if n < 1 or y.shape != forecast.shape or len(x) != n:
+        raise ValueError(f"calibration needs matching windows: x {x.shape}, y {y.shape}, {forecast.shape}")
+    scores = np.abs(y.astype(np.float64) - forecast) / spread(x, targets)[:, None, :]  # (n, horizon, targets)
+    if not np.isfinite(scores).all():
+        raise ValueError("calibration scores are not finite: the forecasts on validation overflowed")
+    typical = np.maximum(scores.mean(axis=0), TINY)  # (horizon, targets): each step's mean score
+    ratios = np.sort((scores / typical).reshape(n * horizon, targets), axis=0)  # pooled over steps
+    count = n * horizon
+    top = max_level(count)
+    levels = [float(level) for level in GRID if level <= top]
+    if not levels or levels[-1] < top:
+        levels.append(round(top, 6))
+    widths = []
+    for level in levels:
+        # the ceil((N + 1) L / 100)-th smallest; the epsilon keeps 24 at 96 % on the 24th
+        rank = min(count, math.ceil((count + 1) * level / 100 - 1e-9))
+        widths.append((typical * ratios[rank - 1]).tolist())
+    return Intervals(windows=n, errors=count, levels=levels, widths=widths, positive=positive)
+
+
+def width(intervals: Intervals, level: float) -> np.ndarray:
+    """float64 ``(horizon, targets)``: half-widths at ``level`` (in spreads), linear between levels."""
+    grid = np.asarray([0.0, *intervals.levels])
+    table = np.concatenate([np.zeros((1, *intervals.shape)), np.asarray(intervals.widths)])
+    if not 0 < level <= grid[-1]:
+        raise ValueError(f"level {level:g} is outside (0, {grid[-1]:g}]")
+    above = int(np.searchsorted(grid, level))  # grid[above - 1] < level <= grid[above]
+    lo, hi = grid[above - 1], grid[above]
+    share = (level - lo) / (hi - lo)
+    return np.asarray((1 - share) * table[above - 1] + share * table[above])
+
+
+def bounds(
+    intervals: Intervals, x: np.ndarray, forecast: np.ndarray, levels: Sequence[float]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per level: float32 ``(lower, upper)``, each shaped like ``forecast``
+    (``(batch, steps, targets)``, steps up to the calibrated horizon), from input windows ``x``."""
+    steps, targets = forecast.shape[1], forecast.shape[2]
+    scale = spread(x, targets)[:, None, :]  # (batch, 1, targets)
+    mean = forecast.astype(np.float64)
+    out = []
+    for level in levels:
+        half = width(intervals, level)[:steps][None] * scale
+        lower, upper = mean - half, mean + half
+        if intervals.positive:
+            lower = np.maximum(lower, 0.0)
+        out.append((lower.astype(np.float32), upper.astype(np.float32)))
+    return out
+
+
+def level_key(level: float) -> str:
+    """How a level names its interval in answers: 80 -> "80", 97.5 -> "97.5"."""
+    return f"{level:g}"
