@@ -138,6 +138,18 @@ def test_tritonclient_talks_to_the_v2_api(server: Any, tiny_bundle_dir: Any) -> 
             y = result.as_numpy("y")
             assert y is not None and y.shape == expected.shape
             np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-3)
+            # the prediction intervals, as named outputs: the 80 % range inside the 90 % one
+            bounds = ["y_lower_90", "y_lower_80", "y_upper_80", "y_upper_90"]
+            asked = [triton.InferRequestedOutput(b, binary_data=binary) for b in bounds]
+            got = client.infer(name, [tensor], outputs=asked)
+            lo90, lo80, up80, up90 = (got.as_numpy(b) for b in bounds)
+            assert lo90 is not None and up90 is not None and lo80 is not None and up80 is not None
+            assert np.all(lo90 <= lo80) and np.all(lo80 < y) and np.all(y < up80) and np.all(up80 <= up90)
+        # no outputs named: every output the metadata lists, the bounds at 80 and 95 % included
+        listed = [o["name"] for o in meta["outputs"]]
+        assert listed == ["y", "y_lower_80", "y_upper_80", "y_lower_95", "y_upper_95"]
+        every = client.infer(name, [tensor]).get_response()["outputs"]
+        assert [o["name"] for o in every] == listed
 
         bad = triton.InferInput("x", [1, 30, 2], "FP32")  # two features; the model takes one
         bad.set_data_from_numpy(np.ones((1, 30, 2), dtype=np.float32))
