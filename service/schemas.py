@@ -20,6 +20,7 @@ from pydantic import (
     SkipValidation,
     WithJsonSchema,
 )
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from service.bundle.manifest import Metrics, ModelSpec, Selection
 
@@ -81,9 +82,12 @@ class ForecastRequest(_Request):
     )
 
 
-class Interval(BaseModel):
-    lower: list[float] | list[list[float]] = Field(description="per step, shaped like mean")
-    upper: list[float] | list[list[float]] = Field(description="per step, shaped like mean")
+class Interval(TypedDict):
+    """One level's range. A TypedDict, not a model: the service fills it with numbers it has checked,
+    and hundreds of model instances per answer cost more than the forecast (bench/serve_bench.py)."""
+
+    lower: Annotated[list[float] | list[list[float]], Field(description="per step, shaped like mean")]
+    upper: Annotated[list[float] | list[list[float]], Field(description="per step, shaped like mean")]
 
 
 class Forecast(BaseModel):

@@ -51,9 +51,11 @@ def spread(x: np.ndarray, targets: int) -> np.ndarray:
     """float64 ``(batch, targets)``: the mean absolute one-step change of each target over the
     window ``x`` (``(batch, time, features)``, targets first), floored at ``STILL`` times its mean
     absolute level."""
-    v = x[..., :targets].astype(np.float64)
-    level = np.abs(v).mean(axis=1)
-    change = np.abs(np.diff(v, axis=1)).mean(axis=1) if v.shape[1] > 1 else np.zeros_like(level)
+    v = x[..., :targets]
+    level = np.abs(v).mean(axis=1, dtype=np.float64)
+    if v.shape[1] < 2:
+        return STILL * level + TINY
+    change = np.abs(np.diff(v, axis=1)).mean(axis=1, dtype=np.float64)
     return np.maximum(change, STILL * level + TINY)
 
 
@@ -89,16 +91,42 @@ def calibrate(x: np.ndarray, y: np.ndarray, forecast: np.ndarray, positive: bool
     return Intervals(windows=n, errors=count, levels=levels, widths=widths, positive=positive)
 
 
+CACHED_LEVELS = 64  # levels whose widths a calibration keeps (any client may ask any level)
+
+
 def width(intervals: Intervals, level: float) -> np.ndarray:
     """float64 ``(horizon, targets)``: half-widths at ``level`` (in spreads), linear between levels."""
-    grid = np.asarray([0.0, *intervals.levels])
-    table = np.concatenate([np.zeros((1, *intervals.shape)), np.asarray(intervals.widths)])
+    cached = intervals.cache.get(level)
+    if cached is not None:
+        return np.asarray(cached)
+    grid, table = intervals.table
     if not 0 < level <= grid[-1]:
         raise ValueError(f"level {level:g} is outside (0, {grid[-1]:g}]")
     above = int(np.searchsorted(grid, level))  # grid[above - 1] < level <= grid[above]
     lo, hi = grid[above - 1], grid[above]
     share = (level - lo) / (hi - lo)
-    return np.asarray((1 - share) * table[above - 1] + share * table[above])
+    out = np.asarray((1 - share) * table[above - 1] + share * table[above])
+    if len(intervals.cache) < CACHED_LEVELS:
+        intervals.cache[level] = out
+    return out
+
+
+def stacked_bounds(
+    intervals: Intervals, x: np.ndarray, forecast: np.ndarray, levels: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``(lower, upper)``, each ``(levels, batch, steps, targets)``, for ``forecast``
+    (``(batch, steps, targets)``, steps up to the calibrated horizon) from input windows ``x``.
+
+    One array per bound for every level at once: a request's cost is a fixed count of numpy calls.
+    """
+    steps, targets = forecast.shape[1], forecast.shape[2]
+    half = np.stack([width(intervals, level)[:steps] for level in levels])  # (levels, steps, targets)
+    reach = half[:, None] * spread(x, targets)[None, :, None, :]  # (levels, batch, steps, targets)
+    lower = (forecast[None] - reach).astype(np.float32)
+    upper = (forecast[None] + reach).astype(np.float32)
+    if intervals.positive:
+        np.maximum(lower, 0.0, out=lower)
+    return lower, upper
 
 
 def bounds(
@@ -106,17 +134,8 @@ def bounds(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per level: float32 ``(lower, upper)``, each shaped like ``forecast``
     (``(batch, steps, targets)``, steps up to the calibrated horizon), from input windows ``x``."""
-    steps, targets = forecast.shape[1], forecast.shape[2]
-    scale = spread(x, targets)[:, None, :]  # (batch, 1, targets)
-    mean = forecast.astype(np.float64)
-    out = []
-    for level in levels:
-        half = width(intervals, level)[:steps][None] * scale
-        lower, upper = mean - half, mean + half
-        if intervals.positive:
-            lower = np.maximum(lower, 0.0)
-        out.append((lower.astype(np.float32), upper.astype(np.float32)))
-    return out
+    lower, upper = stacked_bounds(intervals, x, forecast, levels)
+    return [(lower[i], upper[i]) for i in range(len(levels))]
 
 
 def level_key(level: float) -> str:

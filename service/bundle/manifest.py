@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -334,6 +335,21 @@ class Intervals(_Strict):
     @property
     def max_level(self) -> float:
         return self.levels[-1]
+
+    @cached_property
+    def table(self) -> tuple[Any, Any]:
+        """(grid, widths) as numpy arrays, level 0 with zero width first: built once per bundle,
+        not per request (converting the nested lists costs more than the rest of a forecast)."""
+        import numpy as np  # the service and the trainer have it; this module needs only pydantic
+
+        grid = np.asarray([0.0, *self.levels])
+        widths = np.concatenate([np.zeros((1, *self.shape)), np.asarray(self.widths, dtype=np.float64)])
+        return grid, widths
+
+    @cached_property
+    def cache(self) -> dict[float, Any]:
+        """level -> its interpolated widths, filled by ``service.bundle.intervals.width`` (bounded there)."""
+        return {}
 
     @property
     def shape(self) -> tuple[int, int]:
