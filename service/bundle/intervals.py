@@ -51,12 +51,15 @@ def spread(x: np.ndarray, targets: int) -> np.ndarray:
     """float64 ``(batch, targets)``: the mean absolute one-step change of each target over the
     window ``x`` (``(batch, time, features)``, targets first), floored at ``STILL`` times its mean
     absolute level."""
+    # sums over n, not np.mean and np.diff: their Python wrappers cost more than the arithmetic
+    # on a one-series request (bench/serve_bench.py)
     v = x[..., :targets]
-    level = np.abs(v).mean(axis=1, dtype=np.float64)
-    if v.shape[1] < 2:
-        return STILL * level + TINY
-    change = np.abs(np.diff(v, axis=1)).mean(axis=1, dtype=np.float64)
-    return np.maximum(change, STILL * level + TINY)
+    n = v.shape[1]
+    floor = STILL * np.abs(v).sum(axis=1, dtype=np.float64) / n + TINY
+    if n < 2:
+        return floor
+    change = np.abs(v[:, 1:] - v[:, :-1]).sum(axis=1, dtype=np.float64) / (n - 1)
+    return np.maximum(change, floor)
 
 
 def max_level(windows: int) -> float:
@@ -91,24 +94,30 @@ def calibrate(x: np.ndarray, y: np.ndarray, forecast: np.ndarray, positive: bool
     return Intervals(windows=n, errors=count, levels=levels, widths=widths, positive=positive)
 
 
-CACHED_LEVELS = 64  # levels whose widths a calibration keeps (any client may ask any level)
+CACHED_LEVELS = 64  # level lists whose widths a calibration keeps (any client may ask any level)
 
 
 def width(intervals: Intervals, level: float) -> np.ndarray:
     """float64 ``(horizon, targets)``: half-widths at ``level`` (in spreads), linear between levels."""
-    cached = intervals.cache.get(level)
-    if cached is not None:
-        return np.asarray(cached)
     grid, table = intervals.table
     if not 0 < level <= grid[-1]:
         raise ValueError(f"level {level:g} is outside (0, {grid[-1]:g}]")
     above = int(np.searchsorted(grid, level))  # grid[above - 1] < level <= grid[above]
     lo, hi = grid[above - 1], grid[above]
     share = (level - lo) / (hi - lo)
-    out = np.asarray((1 - share) * table[above - 1] + share * table[above])
-    if len(intervals.cache) < CACHED_LEVELS:
-        intervals.cache[level] = out
-    return out
+    return np.asarray((1 - share) * table[above - 1] + share * table[above])
+
+
+def widths(intervals: Intervals, levels: Sequence[float]) -> np.ndarray:
+    """float64 ``(levels, horizon, targets)``; kept per calibration for the last few level lists
+    asked (most clients ask the same ones), at most ``CACHED_LEVELS``."""
+    key = tuple(levels)
+    cached = intervals.cache.get(key)
+    if cached is None:
+        cached = np.stack([width(intervals, level) for level in levels])
+        if len(intervals.cache) < CACHED_LEVELS:
+            intervals.cache[key] = cached
+    return np.asarray(cached)
 
 
 def stacked_bounds(
@@ -120,10 +129,10 @@ def stacked_bounds(
     One array per bound for every level at once: a request's cost is a fixed count of numpy calls.
     """
     steps, targets = forecast.shape[1], forecast.shape[2]
-    half = np.stack([width(intervals, level)[:steps] for level in levels])  # (levels, steps, targets)
+    half = widths(intervals, levels)[:, :steps]  # (levels, steps, targets)
     reach = half[:, None] * spread(x, targets)[None, :, None, :]  # (levels, batch, steps, targets)
-    lower = (forecast[None] - reach).astype(np.float32)
-    upper = (forecast[None] + reach).astype(np.float32)
+    lower = np.subtract(forecast[None], reach, dtype=np.float32)
+    upper = np.add(forecast[None], reach, dtype=np.float32)
     if intervals.positive:
         np.maximum(lower, 0.0, out=lower)
     return lower, upper

@@ -347,8 +347,9 @@ class Intervals(_Strict):
         return grid, widths
 
     @cached_property
-    def cache(self) -> dict[float, Any]:
-        """level -> its interpolated widths, filled by ``service.bundle.intervals.width`` (bounded there)."""
+    def cache(self) -> dict[tuple[float, ...], Any]:
+        """levels -> their interpolated widths, filled by ``service.bundle.intervals.widths`` (bounded
+        there)."""
         return {}
 
     @property
