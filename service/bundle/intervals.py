@@ -40,7 +40,7 @@ import numpy as np
 from service.bundle.manifest import Intervals
 
 # The levels calibrated: every whole percent, then the finer tail users ask for (97.5, 99.5, 99.9),
-# each kept only where there are windows enough; the highest feasible level closes the grid.
+# each kept only where there are errors enough; the highest feasible level closes the grid.
 GRID = (*range(1, 98), 97.5, 98, 99, 99.5, 99.9)
 # A window that does not move still gets a yardstick: a thousandth of its level.
 STILL = 1e-3
@@ -62,9 +62,9 @@ def spread(x: np.ndarray, targets: int) -> np.ndarray:
     return np.maximum(change, floor)
 
 
-def max_level(windows: int) -> float:
-    """The highest level ``windows`` calibration windows support, in percent: ``100 n / (n + 1)``."""
-    return 100.0 * windows / (windows + 1)
+def max_level(scores: int) -> float:
+    """The highest level ``scores`` pooled calibration scores support, in percent: ``100 N / (N + 1)``."""
+    return 100.0 * scores / (scores + 1)
 
 
 def calibrate(x: np.ndarray, y: np.ndarray, forecast: np.ndarray, positive: bool = False) -> Intervals:
