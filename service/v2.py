@@ -242,15 +242,14 @@ def infer(name: str, version: str | None = None) -> Response:
     started = now()
     y = served.predictor.predict(x)  # (batch, horizon, targets)
     app_state.metrics.observe_prediction(name, served.version, x.shape[0], now() - started)
-    tensors: dict[str, np.ndarray] = {}
     levels = sorted({b[1] for b in bounds.values() if b is not None})
-    if levels and m.intervals is not None:
-        for level, (lower, upper) in zip(levels, intervals.bounds(m.intervals, x, y, levels), strict=True):
-            tensors[f"lower {level}"], tensors[f"upper {level}"] = lower, upper
+    sides: dict[str, np.ndarray] = {}  # "lower" | "upper" -> (levels, batch, horizon, targets)
+    if levels and m.intervals is not None:  # _bound refused bounds of a model without one
+        sides["lower"], sides["upper"] = intervals.stacked_bounds(m.intervals, x, y, levels)
     outputs: list[dict[str, Any]] = []
     raw_parts: list[bytes] = []
     for o, bound in bounds.items():
-        tensor = y if bound is None else tensors[f"{bound[0]} {bound[1]}"]
+        tensor = y if bound is None else sides[bound[0]][levels.index(bound[1])]
         output: dict[str, Any] = {"name": o, "datatype": "FP32", "shape": list(tensor.shape)}
         if as_binary:
             raw_parts.append(np.ascontiguousarray(tensor, dtype="<f4").tobytes())

@@ -29,7 +29,7 @@ from training.evaluate import format_table, per_series_table, score_predictor
 from training.export import check_parity, opset_of, to_onnx
 from training.models import Ensemble, Model, build_model, model_spec, rebuild
 from training.train import LOSSES, TrainResult, ensemble_result, evaluate_loss, fit, seed_everything
-from training.windows import Windows, make_windows, train_statistics
+from training.windows import Windows, make_windows, smallest_before_test, train_statistics
 
 log = logging.getLogger("seqcast.pipeline")
 
@@ -141,9 +141,8 @@ def calibration(run: Run) -> Intervals:
     if forecast is None:
         with torch.no_grad():
             forecast = run.model.eval()(torch.from_numpy(val.x)).numpy()
-    nt = len(run.dataset.targets)
-    seen = np.concatenate([run.windows["train"].x[..., :nt].ravel(), val.x[..., :nt].ravel()])
-    return intervals.calibrate(val.x, val.y, forecast, positive=bool((seen >= 0).all()))
+    positive = smallest_before_test(run.dataset, run.config.split) >= 0
+    return intervals.calibrate(val.x, val.y, forecast, positive=positive)
 
 
 def build_manifest(
@@ -194,10 +193,11 @@ def export_run(run: Run) -> Exported:
     for line in parity.checks:
         log.info("parity %s", line)
     metrics = score_predictor(predictor, run.dataset, run.config.split, run.season)
+    pred = predictor.predict(test.x)  # (n, horizon, targets): the served graph on the test windows
     manifest = unscored.model_copy(update={"metrics": metrics})
     files = {
         "report/loss.png": report.loss_curve(run.result.history, run.result.best_epoch),
-        "report/forecast.png": report.forecast_plot(run.dataset, test, predictor.predict(test.x)),
+        "report/forecast.png": report.forecast_plot(run.dataset, test, pred),
         "report/metrics.txt": (
             format_table(metrics) + "\n\nparity:\n" + "\n".join(parity.checks) + "\n"
         ).encode(),
@@ -208,9 +208,7 @@ def export_run(run: Run) -> Exported:
         table = per_series_table(predictor, run.dataset, run.config.split, run.season)
         files["report/per_series.txt"] = table.encode()
     # the page a person opens (report/index.html) and the numbers it is rebuilt from
-    data = report_page.collect(
-        run.dataset, test, predictor, manifest, run.result, run.season, run.config.split
-    )
+    data = report_page.collect(run.dataset, test, pred, manifest, run.result, run.season, run.config.split)
     files.update(report_page.files(manifest, data))
     return Exported(onnx_bytes, manifest, files, predictor)
 

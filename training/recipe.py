@@ -52,7 +52,7 @@ from training.data import DataError, Dataset
 from training.models import Forecaster, build_model, model_spec
 from training.side_by_side import Job, train_all
 from training.train import TrainResult, seed_everything
-from training.windows import Windows, bounds, make_windows
+from training.windows import Windows, bounds, make_windows, smallest_before_test
 
 log = logging.getLogger("seqcast.recipe")
 
@@ -355,8 +355,7 @@ def stopping_split(train: Windows, horizon: int) -> tuple[Windows, Windows]:
 
 def _positive(ds: Dataset, split: SplitConfig) -> bool:
     """Whether every target value before the test split is positive (so logarithms exist)."""
-    nt = len(ds.targets)
-    return all(bool(np.all(s.values[: bounds(len(s.values), split)[1], :nt] > 0)) for s in ds.series)
+    return smallest_before_test(ds, split) > 0
 
 
 def _fitted(name: str) -> bool:
@@ -499,7 +498,7 @@ def choose(
         combination = Combination.of([best_baseline.name], linear)
     log.info("recipe: best linear candidate %s (validation MASE %.4f)", best_linear.name, best_linear.score)
 
-    nets: list[tuple[Scored, Forecaster, TrainResult]] = []
+    nets: list[tuple[Scored, Forecaster, TrainResult, np.ndarray]] = []  # with its validation forecast
     fit_windows, stop_windows = stopping_split(windows["train"], horizon)
     # A panel's windows overlap heavily; a random subset trains as well in a fraction of the time
     # (148 series: 49,000 windows, minutes per epoch on 2 cores).
@@ -538,7 +537,7 @@ def choose(
         with torch.no_grad():
             pred = model(torch.from_numpy(windows["val"].x)).numpy()
         name = f"{cell} on {best_linear.name}"
-        nets.append((Scored(name, "network", val.score(name, pred)), model, result))
+        nets.append((Scored(name, "network", val.score(name, pred)), model, result, pred))
         log.info(
             "recipe: %s validation MASE %.4f (best epoch %d)", name, nets[-1][0].score, result.best_epoch
         )
@@ -550,9 +549,7 @@ def choose(
         and val.clearly_better(best_net[0], best_linear, NETWORK_MARGIN)
         and val.better_in_both_halves(best_net[0].name, best_linear.name)
     ):
-        chosen, model, result = best_net[0].name, best_net[1], best_net[2]
-        with torch.no_grad():
-            val_forecast = model(torch.from_numpy(windows["val"].x)).numpy()
+        chosen, model, result, val_forecast = best_net[0].name, best_net[1], best_net[2], best_net[3]
         if NETWORK_SHARE != 1:
             share = f"{NETWORK_SHARE:g}"
             notes.append(f"the network is published averaged with its base (its correction times {share})")

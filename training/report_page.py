@@ -27,8 +27,8 @@ import numpy as np
 
 from service.bundle import intervals
 from service.bundle.manifest import Manifest
-from service.bundle.predictor import Predictor
 from service.bundle.store import load_manifest
+from training.config import SplitConfig
 from training.data import Dataset
 from training.evaluate import mase_scales, seasonal_naive
 from training.report import loss_curve, plt, png
@@ -62,22 +62,26 @@ def _stamp(value: Any) -> str:
 def collect(
     ds: Dataset,
     test: Windows,
-    predictor: Predictor,
+    pred: np.ndarray,
     manifest: Manifest,
     result: TrainResult,
     season: int,
-    split: Any,
+    split: SplitConfig,
 ) -> dict[str, Any]:
-    """The numbers the page shows (JSON-ready); ``test``: the test windows the metrics scored."""
-    pred = predictor.predict(test.x)  # (n, horizon, targets)
+    """The numbers the page shows (JSON-ready); ``test``: the test windows the metrics scored,
+    ``pred``: the served graph's forecasts of them, ``(n, horizon, targets)``."""
     snaive = seasonal_naive(ds, test, season)
     nt, horizon = len(ds.targets), test.y.shape[1]
     latest = _latest(test)
     size = {k: float(np.abs(ds.series[k].values[:, :nt]).mean()) for k in latest}
     shown = sorted(latest, key=lambda k: -size[k])[:SHOWN] if len(latest) > SHOWN else sorted(latest)
     cal = manifest.intervals
-    levels = [lv for lv in BANDS if cal is not None and lv <= cal.max_level]
-    bands = intervals.bounds(cal, test.x, pred, levels) if cal is not None else []
+    # every level the page uses, bounded once: shaded in the figures (BANDS), scored (COVERAGE_LEVELS)
+    asked = sorted({lv for lv in (*BANDS, *COVERAGE_LEVELS) if cal is not None and lv <= cal.max_level})
+    lower = upper = np.empty((0, *pred.shape), dtype=np.float32)  # (levels, n, horizon, targets)
+    if cal is not None and asked:
+        lower, upper = intervals.stacked_bounds(cal, test.x, pred, asked)
+    shaded = [(intervals.level_key(lv), asked.index(lv)) for lv in BANDS if lv in asked]
     series = []
     for k in shown:
         i, s = latest[k], ds.series[k]
@@ -92,10 +96,7 @@ def collect(
                 "actual": test.y[i].tolist(),
                 "forecast": pred[i].tolist(),
                 "seasonal_naive": snaive[i].tolist(),
-                "intervals": {
-                    intervals.level_key(lv): [lo[i].tolist(), up[i].tolist()]
-                    for lv, (lo, up) in zip(levels, bands, strict=True)
-                },
+                "intervals": {key: [lower[n][i].tolist(), upper[n][i].tolist()] for key, n in shaded},
             }
         )
     scale = mase_scales(ds, split, season)[test.series][:, None, :]  # (n, 1, targets)
@@ -103,12 +104,11 @@ def collect(
         "model": np.nanmean(np.abs(pred - test.y) / scale, axis=(0, 2)).tolist(),
         "seasonal naive": np.nanmean(np.abs(snaive - test.y) / scale, axis=(0, 2)).tolist(),
     }
-    coverage = []
-    if cal is not None:
-        asked = [lv for lv in COVERAGE_LEVELS if lv <= cal.max_level]
-        for lv, (lo, up) in zip(asked, intervals.bounds(cal, test.x, pred, asked), strict=True):
-            inside = float(((lo <= test.y) & (test.y <= up)).mean() * 100)
-            coverage.append({"level": lv, "observed": inside})
+    coverage = [
+        {"level": lv, "observed": float(((lower[n] <= test.y) & (test.y <= upper[n])).mean() * 100)}
+        for n, lv in enumerate(asked)
+        if lv in COVERAGE_LEVELS
+    ]
     return {
         "targets": list(ds.targets),
         "series_total": len(ds.series),

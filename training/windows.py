@@ -54,6 +54,12 @@ def bounds(n: int, split: SplitConfig) -> tuple[int, int]:
     return n - split.val - split.test, n - split.test
 
 
+def smallest_before_test(ds: Dataset, split: SplitConfig) -> float:
+    """The smallest target value of any series before the test split (what training saw)."""
+    nt = len(ds.targets)
+    return min(float(s.values[: bounds(len(s.values), split)[1], :nt].min()) for s in ds.series)
+
+
 def check_lengths(ds: Dataset, split: SplitConfig, window: WindowConfig) -> None:
     """Reject a configuration or series that leaves a split without windows."""
     val, test, length = sizes(split, window)
