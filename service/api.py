@@ -55,7 +55,12 @@ def model_info(registry: Registry, name: str) -> ModelInfo:
 
 def _intervals_info(iv: Intervals) -> IntervalsInfo:
     return IntervalsInfo(
-        method=iv.method, scale=iv.scale, windows=iv.windows, errors=iv.errors, max_level=iv.max_level
+        method=iv.method,
+        scale=iv.scale,
+        windows=iv.windows,
+        errors=iv.errors,
+        max_level=iv.max_level,
+        levels=iv.levels if iv.method == "quantile" else None,
     )
 
 
@@ -140,8 +145,12 @@ def forecast_view(name: str) -> Response:
     horizon = forecast.check_options(req, manifest)  # 422
     batch = forecast.prepare(req, manifest, horizon)  # 422 naming every bad series
     started = now()
-    y = served.predictor.predict(batch.x)  # (batch, horizon, targets)
+    learned = None  # a quantile head's bounds, (2, levels, batch, horizon, targets), when asked
+    if req.levels and manifest.spec.bounds_name is not None:
+        y, learned = served.predictor.predict_bounds(batch.x)
+    else:
+        y = served.predictor.predict(batch.x)  # (batch, horizon, targets)
     app_state.metrics.observe_prediction(name, served.version, len(req.series), now() - started)
-    answer = forecast.answer(manifest, req, batch, y)  # 422 if a forecast is not finite
+    answer = forecast.answer(manifest, req, batch, y, learned)  # 422 if a forecast is not finite
     # An undated series' forecast has no timestamps: left unset, and out of the answer.
     return model_response(answer, headers={"X-Model-Version": served.version}, exclude_unset=True)

@@ -88,20 +88,27 @@ def _check_levels(levels: list[float], manifest: Manifest) -> None:
         )
     cal = manifest.intervals
     top = cal.max_level
+    keys = [intervals.level_key(level) for level in levels]
+    unlearned = intervals.learned_only(cal, levels)
+    if unlearned:
+        msg = f"this model learned the levels {intervals.learned_levels(cal)} (network.quantiles): ask those"
+        raise InvalidRequest.from_details(
+            [{"loc": ["levels", i], "msg": f"{keys[i]}: {msg}"} for i in unlearned]
+        )
+    if max(levels) <= top and len(set(keys)) == len(keys):
+        return
     support = (
-        f"its {cal.errors} validation errors ({cal.windows} windows x {manifest.spec.horizon} steps) support"
+        f"its {cal.errors} calibration errors ({cal.windows} windows x {manifest.spec.horizon} steps) support"
     )
     details, seen = [], set()
-    for i, level in enumerate(levels):
-        key = intervals.level_key(level)
+    for i, (level, key) in enumerate(zip(levels, keys, strict=True)):
         if level > top:
             msg = f"{key} is above {top:g}, the highest level {support}"
             details.append({"loc": ["levels", i], "msg": msg})
         elif key in seen:
             details.append({"loc": ["levels", i], "msg": f"{key} is asked twice"})
         seen.add(key)
-    if details:
-        raise InvalidRequest.from_details(details)
+    raise InvalidRequest.from_details(details)
 
 
 def prepare(req: ForecastRequest, manifest: Manifest, horizon: int) -> Batch:
@@ -129,8 +136,11 @@ def prepare(req: ForecastRequest, manifest: Manifest, horizon: int) -> Batch:
     return Batch(x=x, horizon=horizon, timestamps=stamps)
 
 
-def answer(manifest: Manifest, req: ForecastRequest, batch: Batch, y: np.ndarray) -> ForecastResponse:
-    """The ``ForecastResponse`` for the model's output ``y``: float32 (batch, model horizon, targets).
+def answer(
+    manifest: Manifest, req: ForecastRequest, batch: Batch, y: np.ndarray, learned: np.ndarray | None = None
+) -> ForecastResponse:
+    """The ``ForecastResponse`` for the model's output ``y``: float32 (batch, model horizon, targets);
+    ``learned``: a quantile head's bounds, float32 (2, levels, batch, model horizon, targets).
 
     422 for a series whose forecast is NaN or infinite (values far beyond what
     the model was trained on can overflow inside the graph): no number to send.
@@ -143,15 +153,18 @@ def answer(manifest: Manifest, req: ForecastRequest, batch: Batch, y: np.ndarray
 
     means = lists(y)
     cal = manifest.intervals  # check_options refused levels for a model without one
-    finite = np.isfinite(y).all(axis=(1, 2))  # (batch,)
+    both = None  # (2, levels, batch, h, targets): lower and upper bounds, when levels are asked
     if req.levels and cal is not None:
-        lower, upper = intervals.stacked_bounds(cal, batch.x, y, req.levels)  # (levels, batch, h, targets)
-        finite &= np.isfinite(lower).all(axis=(0, 2, 3)) & np.isfinite(upper).all(axis=(0, 2, 3))
-    if not finite.all():
+        both = intervals.both_bounds(cal, batch.x, y, req.levels, learned)
+    # whole arrays first: one call each, and which series failed only when one did
+    if not (np.isfinite(y).all() and (both is None or np.isfinite(both).all())):
         # float_lists writes NaN and inf as null: no number to send for these series.
+        bad = ~np.isfinite(y).all(axis=(1, 2))
+        if both is not None:
+            bad |= ~np.isfinite(both).all(axis=(0, 1, 3, 4))
         msg = "the model's forecast for these values is not finite: are they on the scale it was trained on?"
         raise InvalidRequest.from_details(
-            [{"loc": ["series", int(i), "values"], "msg": msg} for i in np.flatnonzero(~finite)]
+            [{"loc": ["series", int(i), "values"], "msg": msg} for i in np.flatnonzero(bad)]
         )
     forecasts: list[dict[str, Any]] = []
     for series, mean, stamps in zip(req.series, means, batch.timestamps, strict=True):
@@ -168,11 +181,11 @@ def answer(manifest: Manifest, req: ForecastRequest, batch: Batch, y: np.ndarray
     }
     # One validation of the whole answer costs less than building each Forecast in Python.
     response = ForecastResponse.model_validate(fields)
-    if req.levels and cal is not None:
+    if both is not None and req.levels:
         # The bounds are numpy's, checked finite above and shaped like mean: attached without a
         # second validation, which cost more than the forecast itself on a batch of 256.
         keys = [intervals.level_key(level) for level in req.levels]
-        lows, ups = lists(lower), lists(upper)  # [level][series] -> numbers, or rows of targets
+        lows, ups = lists(both)  # [level][series] -> numbers, or rows of targets
         for i, forecast_out in enumerate(response.forecasts):
             forecast_out.intervals = {
                 k: Interval(lower=lows[n][i], upper=ups[n][i]) for n, k in enumerate(keys)

@@ -104,8 +104,8 @@ class Forecast(BaseModel):
     intervals: dict[str, Interval] | None = Field(
         default=None,
         description="level in percent (as asked: '80', '97.5') -> the range that holds the actual value "
-        "with that probability, calibrated per step on the model's validation windows; present when "
-        "the request asked for levels",
+        "with that probability, calibrated per step on the model's forecasts of every window before "
+        "its test split; present when the request asked for levels",
     )
 
 
@@ -123,11 +123,22 @@ ModelStatus = Literal["ready", "failed", "not_loaded"]
 class IntervalsInfo(BaseModel):
     """What ``levels`` a model serves (the manifest's ``intervals``, without its table)."""
 
-    method: str = Field(description="split-conformal: quantiles of validation errors")
-    scale: str = Field(description="mean-abs-change: widths scale with the input window's own spread")
-    windows: int = Field(description="validation windows the calibration was made on")
+    method: str = Field(
+        description="split-conformal: quantiles of the errors on every window before the test split, "
+        "any level up to max_level; quantile: bounds the network learned, exactly those levels"
+    )
+    scale: str = Field(
+        description="mean-abs-change: widths scale with the input window's own spread; model: the graph's"
+    )
+    windows: int = Field(
+        description="windows the calibration was made on: every origin before the test split "
+        "(a panel's random subset), or a hand-written model's validation windows"
+    )
     errors: int = Field(description="scaled errors it pools: windows x horizon steps (per target)")
     max_level: float = Field(description="the highest level served, in percent: 100 N / (N + 1), N errors")
+    levels: list[float] | None = Field(
+        default=None, description="quantile: the only levels served (the network learned them); null: any"
+    )
 
 
 class ModelInfo(BaseModel):

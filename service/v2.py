@@ -185,7 +185,8 @@ def _listed_outputs(m: Manifest) -> list[str]:
     """
     names = [m.spec.output_name]
     if m.intervals is not None:
-        for level in DEFAULT_LEVELS:
+        listed = m.intervals.levels if m.intervals.method == "quantile" else DEFAULT_LEVELS
+        for level in listed:
             if level <= m.intervals.max_level:
                 key = intervals.level_key(level)
                 names += [f"{m.spec.output_name}_lower_{key}", f"{m.spec.output_name}_upper_{key}"]
@@ -210,10 +211,15 @@ def _bound(name: str, m: Manifest) -> tuple[str, float] | None:
     if m.intervals is None:
         raise BadInfer(f"output {name!r}: this model has no interval calibration")
     level = float(match["level"])
+    if intervals.learned_only(m.intervals, [level]):
+        raise BadInfer(
+            f"output {name!r}: this model learned the levels {intervals.learned_levels(m.intervals)} "
+            "(network.quantiles) and serves only those"
+        )
     if not 0 < level <= m.intervals.max_level:
         raise BadInfer(
             f"output {name!r}: level {match['level']} is outside (0, {m.intervals.max_level:g}], "
-            f"the levels its {m.intervals.errors} validation errors support"
+            f"the levels its {m.intervals.errors} calibration errors support"
         )
     return match["side"], level
 
@@ -239,13 +245,17 @@ def infer(name: str, version: str | None = None) -> Response:
         (req.parameters or {}).get("binary_data_output") is True
     )
     x = _tensor(req, binary, served)
-    started = now()
-    y = served.predictor.predict(x)  # (batch, horizon, targets)
-    app_state.metrics.observe_prediction(name, served.version, x.shape[0], now() - started)
     levels = sorted({b[1] for b in bounds.values() if b is not None})
+    started = now()
+    learned = None  # a quantile head's bounds, (2, levels, batch, horizon, targets), when asked
+    if levels and m.spec.bounds_name is not None:
+        y, learned = served.predictor.predict_bounds(x)
+    else:
+        y = served.predictor.predict(x)  # (batch, horizon, targets)
+    app_state.metrics.observe_prediction(name, served.version, x.shape[0], now() - started)
     sides: dict[str, np.ndarray] = {}  # "lower" | "upper" -> (levels, batch, horizon, targets)
     if levels and m.intervals is not None:  # _bound refused bounds of a model without one
-        sides["lower"], sides["upper"] = intervals.stacked_bounds(m.intervals, x, y, levels)
+        sides["lower"], sides["upper"] = intervals.stacked_bounds(m.intervals, x, y, levels, learned)
     outputs: list[dict[str, Any]] = []
     raw_parts: list[bytes] = []
     for o, bound in bounds.items():

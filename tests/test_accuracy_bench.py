@@ -197,3 +197,21 @@ def test_a_task_asked_for_levels_has_its_own_cache_key() -> None:
     assert ets.levels == protocol.LEVELS and arima.levels == ()
     plain = anchors.Task(ets.set, ets.series, ets.method, ets.insample, ets.h, ets.season, ets.options)
     assert plain.key("2.1.1") != ets.key("2.1.1")
+
+
+def test_the_calibration_bench_scores_the_newer_half_of_each_series() -> None:
+    from bench.interval_calibration import interval_scores, newer_half
+
+    series = np.array([0, 0, 0, 0, 1, 1, 1])
+    origin = np.array([13, 10, 12, 11, 5, 7, 6])
+    # series 0: origins 12 and 13 are newer; series 1 (three): the newest two of 5, 6, 7
+    assert newer_half(series, origin).tolist() == [True, False, True, False, False, True, True]
+    y = np.zeros((2, 1, 1))
+    y[1] = 10.0  # outside both bands
+    lo, up = np.full_like(y, -1.0), np.full_like(y, 1.0)
+    wide_lo, wide_up = np.full_like(y, -2.0), np.full_like(y, 2.0)
+    scales = np.full((2, 1, 1), 2.0)
+    cover80, cover95, score = interval_scores([(lo, up), (wide_lo, wide_up)], y, scales)
+    assert (cover80, cover95) == (50.0, 50.0)
+    # width 4 on both points, plus 40 x the 8 the second misses by, over 2 points, scaled by 2
+    assert score == pytest.approx((4 + 4 + 40 * 8) / 2 / 2)

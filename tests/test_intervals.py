@@ -180,7 +180,7 @@ def test_v1_clips_lower_bounds_of_a_positive_model_at_zero(client: FlaskClient) 
             "bands",
             [80, 99],
             ["levels", 1],
-            "above 95, the highest level its 57 validation errors (19 windows x 3",
+            "above 95, the highest level its 57 calibration errors (19 windows x 3",
         ),
         ("bands", [80, 80.0], ["levels", 1], "asked twice"),
         ("bands", [100], ["levels", 0], "less than 100"),
@@ -207,6 +207,7 @@ def test_the_model_description_says_which_levels_it_serves(client: FlaskClient) 
         "windows": 19,
         "errors": 57,
         "max_level": 95.0,
+        "levels": None,  # any level up to max_level (a quantile head lists its own)
     }
     assert client.get("/v1/models/plain").get_json().get("intervals") is None
 
@@ -259,7 +260,7 @@ def test_v2_bounds_in_binary(client: FlaskClient) -> None:
 @pytest.mark.parametrize(
     ("model", "name", "words"),
     [
-        ("bands", "y_upper_99", "outside (0, 95], the levels its 57 validation errors support"),
+        ("bands", "y_upper_99", "outside (0, 95], the levels its 57 calibration errors support"),
         ("bands", "y_middle_80", "unknown output"),
         ("bands", "z", "unknown output"),
         ("plain", "y_lower_80", "no interval calibration"),

@@ -92,12 +92,21 @@ def test_a_series_too_short_for_the_horizon_is_a_clear_error(tmp_path):
 
 
 def _val_forecast_scores_as_chosen(run) -> None:
-    """The validation forecasts kept for the interval calibration are those the choice was made on."""
+    """The validation forecasts kept are those the choice was made on, and the interval
+    calibration forecasts every window before the test split with the same model."""
     choice = run.choice
     val = recipe.Validation(run.windows["val"], recipe._scales(run.dataset, run.config.split, run.season))
     assert choice.val_forecast.shape == run.windows["val"].y.shape
     chosen = next(c for c in choice.candidates if c.name == choice.chosen)
     assert val.score(choice.chosen, choice.val_forecast) == pytest.approx(chosen.score, rel=1e-5)
+    cal = choice.calibration
+    train, valid = run.windows["train"], run.windows["val"]
+    assert len(cal.windows) == len(train) + len(valid)  # every origin before the test split
+    np.testing.assert_array_equal(cal.windows.x, np.concatenate([train.x, valid.x]))
+    np.testing.assert_array_equal(cal.windows.y, np.concatenate([train.y, valid.y]))
+    assert cal.forecast.shape == cal.windows.y.shape
+    # its validation rows are the forecasts the choice was made on
+    np.testing.assert_allclose(cal.forecast[len(train) :], choice.val_forecast, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -268,8 +277,10 @@ def test_the_manifest_and_report_record_every_candidate(tmp_path):
     assert manifest.spec.network.base is not None and manifest.spec.network.base in run.choice.chosen
     text = exported.files["report/selection.txt"].decode()
     assert run.choice.chosen in text and "validation windows" in text
-    # intervals calibrated on every validation window, for every step
-    assert manifest.intervals is not None and manifest.intervals.windows == len(run.windows["val"])
+    # intervals calibrated on every window before the test split, for every step
+    windows = len(run.windows["train"]) + len(run.windows["val"])
+    assert manifest.intervals is not None and manifest.intervals.windows == windows
+    assert manifest.intervals.errors == windows * 6
     assert manifest.intervals.shape == (6, 1) and manifest.intervals.positive
 
 

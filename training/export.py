@@ -19,7 +19,7 @@ import onnx
 import torch
 
 from service.bundle.predictor import OnnxPredictor
-from training.models import Model
+from training.models import Model, WithBounds
 
 PARITY_BATCHES = (1, 7, 256)
 
@@ -44,7 +44,13 @@ def to_onnx(model: Model, example: np.ndarray, exporter: str = "torchscript", op
     model = model.to("cpu").eval()
     x = torch.from_numpy(np.ascontiguousarray(example[:2], dtype=np.float32))
     axes = {0: "batch", 1: "time"} if has_dynamic_time(model) else {0: "batch"}
-    names = model.spec.input_name, model.spec.output_name
+    spec = model.spec
+    # a quantile head's graph answers its learned bounds too: (2, levels, batch, horizon, targets)
+    graph: torch.nn.Module = model if spec.bounds_name is None else WithBounds(model)
+    outputs = [spec.output_name] if spec.bounds_name is None else [spec.output_name, spec.bounds_name]
+    out_axes = {spec.output_name: {0: "batch"}} | (
+        {spec.bounds_name: {2: "batch"}} if spec.bounds_name else {}
+    )
     buf = io.BytesIO()
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of torch.export, which
@@ -53,22 +59,22 @@ def to_onnx(model: Model, example: np.ndarray, exporter: str = "torchscript", op
         warnings.simplefilter("ignore")
         if exporter == "torchscript":
             torch.onnx.export(
-                model,
+                graph,
                 (x,),
                 buf,  # type: ignore[arg-type]  # a binary file object works; the stubs say path only
-                input_names=[names[0]],
-                output_names=[names[1]],
-                dynamic_axes={names[0]: axes, names[1]: {0: "batch"}},
+                input_names=[spec.input_name],
+                output_names=outputs,
+                dynamic_axes={spec.input_name: axes} | out_axes,
                 opset_version=opset,
                 dynamo=False,
             )
         elif exporter == "dynamo":
             dims = {k: torch.export.Dim.DYNAMIC for k in axes}
             program = torch.onnx.export(
-                model,
+                graph,
                 (x,),
-                input_names=[names[0]],
-                output_names=[names[1]],
+                input_names=[spec.input_name],
+                output_names=outputs,
                 dynamic_shapes={"x": dims},
                 opset_version=opset,
                 dynamo=True,
@@ -108,8 +114,12 @@ def check_parity(
     for batch, source in cases:
         x = np.resize(source, (batch, *source.shape[1:])).astype(np.float32)
         with torch.no_grad():
-            ref = model(torch.from_numpy(x)).numpy()
-        got = predictor.predict(x)
+            if model.spec.bounds_name is None:
+                ref = model(torch.from_numpy(x)).numpy()
+                got = predictor.predict(x)
+            else:  # the forecast and the learned bounds, compared as one array
+                ref = np.concatenate([t.numpy().ravel() for t in model.forward_bounds(torch.from_numpy(x))])
+                got = np.concatenate([a.ravel() for a in predictor.predict_bounds(x)])
         if got.shape != ref.shape:
             raise ExportError(f"ONNX output shape {got.shape} != PyTorch {ref.shape} at batch {batch}")
         diff = float(np.max(np.abs(got - ref)))

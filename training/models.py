@@ -172,14 +172,17 @@ class Forecaster(nn.Module):
         n_features, n_targets = len(spec.features), len(spec.targets)
         length, horizon = spec.input_window.length, spec.horizon
         self.n_targets = n_targets
+        self.levels = len(cfg.quantiles)  # interval levels the head learns (direct and mlp only)
+        # the head's outputs per step: the point forecast, then each level's lower and upper offset
+        outputs = n_targets * (1 + 2 * self.levels)
         self.scaler = Scaler(cfg.scaling, n_features, mean, std)
         self.head: nn.Module | None
         if cfg.head == "direct":
-            self.head = DirectHead(cfg, n_features, n_targets, horizon)
+            self.head = DirectHead(cfg, n_features, outputs, horizon)
         elif cfg.head == "seq2seq":
             self.head = Seq2SeqHead(cfg, n_features, n_targets, horizon)
         elif cfg.head == "mlp":
-            self.head = MLPHead(cfg, n_features, n_targets, horizon, length)
+            self.head = MLPHead(cfg, n_features, outputs, horizon, length)
         else:
             self.head = None
         self.has_base = cfg.base_lag is not None or cfg.base is not None
@@ -244,16 +247,50 @@ class Forecaster(nn.Module):
         Training computes the loss here, in normalised units, so series of
         different sizes weigh the same.
         """
+        yn, _, loc, scale = self._forward_parts(x)
+        return yn, loc, scale
+
+    def _forward_parts(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """``forward_scaled``, and the quantile head's raw offsets ``(batch, horizon, 2 * levels *
+        targets)`` (None without quantiles)."""
         nt = self.n_targets
         xn, loc, scale = self.scaler(x)
         if self.head is None:
-            return self.base(x, xn, loc, scale), loc[..., :nt], scale[..., :nt]
-        yn = self.head(xn)
+            return self.base(x, xn, loc, scale), None, loc[..., :nt], scale[..., :nt]
+        out = self.head(xn)
+        yn, offsets = out[..., :nt], (out[..., nt:] if self.levels else None)
         if self.has_base:
             if self.gate is not None:
                 yn = self.gate * yn
             yn = self.base(x, xn, loc, scale) + yn
-        return yn, loc[..., :nt], scale[..., :nt]
+        return yn, offsets, loc[..., :nt], scale[..., :nt]
+
+    def forward_scaled_bounds(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(yn, bounds, loc, scale)``: ``forward_scaled`` and the learned bounds, normalised,
+        ``(2, levels, batch, horizon, targets)`` (lower, then upper; levels as in
+        ``network.quantiles``, increasing).
+
+        Each bound is the point forecast minus (plus) a sum of softplus offsets, one per level up
+        to its own: bounds never cross each other or the point forecast, whatever the weights.
+        """
+        yn, offsets, loc, scale = self._forward_parts(x)
+        if offsets is None:
+            raise ValueError("this network learns no quantiles (network.quantiles is empty)")
+        batch, steps = offsets.shape[0], offsets.shape[1]
+        widths = nn.functional.softplus(offsets.reshape(batch, steps, 2, self.levels, self.n_targets))
+        widths = widths.cumsum(dim=3).permute(2, 3, 0, 1, 4)  # (2, levels, batch, horizon, targets)
+        bounds = torch.stack([yn - widths[0], yn + widths[1]])
+        return yn, bounds, loc, scale
+
+    def forward_bounds(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw ``(forecast, bounds)``: ``(batch, horizon, targets)`` and ``(2, levels, batch,
+        horizon, targets)`` (``forward_scaled_bounds``, in the data's units)."""
+        yn, bounds, loc, scale = self.forward_scaled_bounds(x)
+        return yn * scale + loc, bounds * scale + loc
 
     def base(self, x: torch.Tensor, xn: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """The base forecast, normalised: ``x`` raw and ``xn`` normalised ``(batch, time, features)``,
@@ -297,8 +334,33 @@ class Ensemble(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(x) for m in self.members]).mean(dim=0)
 
+    def forward_scaled_bounds(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The members' normalised forecasts and learned bounds, averaged (quantile averaging)."""
+        parts = [cast(Forecaster, m).forward_scaled_bounds(x) for m in self.members]
+        yn = torch.stack([p[0] for p in parts]).mean(dim=0)
+        bounds = torch.stack([p[1] for p in parts]).mean(dim=0)
+        return yn, bounds, parts[0][2], parts[0][3]
+
+    def forward_bounds(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [cast(Forecaster, m).forward_bounds(x) for m in self.members]
+        return torch.stack([p[0] for p in parts]).mean(dim=0), torch.stack([p[1] for p in parts]).mean(dim=0)
+
 
 Model = Forecaster | Ensemble  # what training returns and export takes
+
+
+class WithBounds(nn.Module):
+    """A quantile-head model as the ONNX graph serves it: ``x -> (forecast, bounds)``."""
+
+    def __init__(self, model: Model) -> None:
+        super().__init__()
+        self.model = model
+        self.spec = model.spec
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.forward_bounds(x)
 
 
 def model_spec(

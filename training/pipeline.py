@@ -133,16 +133,26 @@ def data_scale(run: Run) -> float:
 
 
 def calibration(run: Run) -> Intervals:
-    """The interval calibration (``service.bundle.intervals``) on the validation windows: the
-    recipe's forecasts of them as scored (out of sample), or the hand-written model's (whose early
-    stopping watched those windows: a little optimistic)."""
-    val = run.windows["val"]
-    forecast = run.choice.val_forecast if run.choice is not None else None
-    if forecast is None:
-        with torch.no_grad():
-            forecast = run.model.eval()(torch.from_numpy(val.x)).numpy()
+    """The interval calibration (``service.bundle.intervals``): the recipe's on every window before
+    the test split, forecast by the chosen model as it was chosen (before the ridge parts of a
+    linear winner learn from the validation windows); a hand-written model's on the validation
+    windows (whose early stopping watched them: a little optimistic); for a quantile head
+    (``network.quantiles``), the levels it learned."""
     positive = smallest_before_test(run.dataset, run.config.split) >= 0
-    return intervals.calibrate(val.x, val.y, forecast, positive=positive)
+    learned = run.model.spec.network.quantiles
+    if learned:  # a quantile head serves the bounds it learned, read from the graph
+        n = len(run.windows["val"])
+        horizon = run.model.spec.horizon
+        return Intervals(
+            method="quantile", scale="model", windows=n, errors=n * horizon, levels=learned, positive=positive
+        )
+    if run.choice is not None and run.choice.calibration is not None:
+        windows, forecast = run.choice.calibration.windows, run.choice.calibration.forecast
+    else:
+        windows = run.windows["val"]
+        with torch.no_grad():
+            forecast = run.model.eval()(torch.from_numpy(windows.x)).numpy()
+    return intervals.calibrate(windows.x, windows.y, forecast, positive=positive)
 
 
 def build_manifest(
@@ -193,7 +203,12 @@ def export_run(run: Run) -> Exported:
     for line in parity.checks:
         log.info("parity %s", line)
     metrics = score_predictor(predictor, run.dataset, run.config.split, run.season)
-    pred = predictor.predict(test.x)  # (n, horizon, targets): the served graph on the test windows
+    # (n, horizon, targets): the served graph on the test windows; a quantile head's bounds too
+    learned = None
+    if unscored.spec.bounds_name is not None:
+        pred, learned = predictor.predict_bounds(test.x)
+    else:
+        pred = predictor.predict(test.x)
     manifest = unscored.model_copy(update={"metrics": metrics})
     files = {
         "report/loss.png": report.loss_curve(run.result.history, run.result.best_epoch),
@@ -208,7 +223,9 @@ def export_run(run: Run) -> Exported:
         table = per_series_table(predictor, run.dataset, run.config.split, run.season)
         files["report/per_series.txt"] = table.encode()
     # the page a person opens (report/index.html) and the numbers it is rebuilt from
-    data = report_page.collect(run.dataset, test, pred, manifest, run.result, run.season, run.config.split)
+    data = report_page.collect(
+        run.dataset, test, pred, manifest, run.result, run.season, run.config.split, learned
+    )
     files.update(report_page.files(manifest, data))
     return Exported(onnx_bytes, manifest, files, predictor)
 

@@ -86,6 +86,18 @@ class Scored:
 
 
 @dataclass
+class Calibration:
+    """Windows and the chosen model's forecasts of them, for ``service.bundle.intervals.calibrate``.
+
+    windows: ``x`` ``(n, length, features)``, ``y`` ``(n, horizon, targets)``.
+    forecast: ``(n, horizon, targets)``.
+    """
+
+    windows: Windows
+    forecast: np.ndarray
+
+
+@dataclass
 class Choice:
     """The model the recipe chose, and every candidate's validation score."""
 
@@ -98,8 +110,10 @@ class Choice:
     notes: list[str] = field(default_factory=list)
     # (validation windows, horizon, targets): the chosen candidate's forecasts of the validation
     # windows as it was scored, before the ridge parts of a linear winner learn from those windows
-    # (the interval calibration's out-of-sample errors)
     val_forecast: np.ndarray | None = None
+    # The interval calibration's windows: every origin before the test split (a panel's random
+    # subset), with the chosen candidate's forecasts of them as chosen (``calibration_windows``)
+    calibration: Calibration | None = None
 
     @property
     def baseline_won(self) -> bool:
@@ -459,10 +473,7 @@ def choose(
     assert length is not None
     lags = [lag for lag in seasons(season, ds.frequency) if lag <= length]
     val = Validation(windows["val"], _scales(ds, cfg.split, season))
-    earlier = _merged([windows["train"], windows["val"]])
-    if len(earlier) > HISTORY_WINDOWS:  # a big panel: a random subset ranks the fixed bases as well
-        rows = np.random.default_rng(cfg.train.seed).choice(len(earlier), HISTORY_WINDOWS, replace=False)
-        earlier = _rows(earlier, np.sort(rows))
+    earlier = calibration_windows(windows, cfg.train.seed)
     history = Validation(earlier, val.scales)
     spaces: list[Space] = ["raw"]
     if _positive(ds, cfg.split):
@@ -569,10 +580,46 @@ def choose(
                 "the ridge parts of the base were fitted again on the training and validation windows"
             )
     ranked_all = sorted(scored, key=lambda s: s.score)
+    if best_net is not None and chosen == best_net[0].name:
+        calibration = Calibration(earlier, _network_forecast(model, earlier.x))
+    else:
+        calibration = Calibration(earlier, combination.forecast(earlier.x, len(ds.targets)))
     choice = Choice(
-        model.eval(), result, ranked_all, chosen, baseline, len(windows["val"]), notes, val_forecast
+        model.eval(),
+        result,
+        ranked_all,
+        chosen,
+        baseline,
+        len(windows["val"]),
+        notes,
+        val_forecast,
+        calibration,
     )
     return choice, windows
+
+
+def calibration_windows(windows: dict[str, Windows], seed: int) -> Windows:
+    """Every window before the test split, the training and the validation ones; for a big panel
+    a random subset of ``HISTORY_WINDOWS``, the same one the fixed bases are ranked on.
+
+    The interval calibration reads them all, not the validation split alone: two dozen
+    overlapping validation windows span one stretch of a series and miss the turns and quiet
+    spells of the rest (measured in docs/accuracy.md, "Prediction intervals").
+    """
+    earlier = _merged([windows["train"], windows["val"]])
+    if len(earlier) > HISTORY_WINDOWS:
+        rows = np.random.default_rng(seed).choice(len(earlier), HISTORY_WINDOWS, replace=False)
+        earlier = _rows(earlier, np.sort(rows))
+    return earlier
+
+
+def _network_forecast(model: Forecaster, x: np.ndarray, batch: int = 2048) -> np.ndarray:
+    """``model``'s forecasts of windows ``x`` ``(n, length, features)``, a batch at a time (a
+    recurrent layer keeps ``batch x length x hidden`` numbers per call)."""
+    model.eval()
+    with torch.no_grad():
+        parts = [model(torch.from_numpy(x[i : i + batch])).numpy() for i in range(0, len(x), batch)]
+    return np.concatenate(parts)
 
 
 def verdict(choice: Choice) -> str:

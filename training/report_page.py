@@ -67,9 +67,11 @@ def collect(
     result: TrainResult,
     season: int,
     split: SplitConfig,
+    learned: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The numbers the page shows (JSON-ready); ``test``: the test windows the metrics scored,
-    ``pred``: the served graph's forecasts of them, ``(n, horizon, targets)``."""
+    ``pred``: the served graph's forecasts of them, ``(n, horizon, targets)``; ``learned``: a
+    quantile head's bounds of them, ``(2, levels, n, horizon, targets)``."""
     snaive = seasonal_naive(ds, test, season)
     nt, horizon = len(ds.targets), test.y.shape[1]
     latest = _latest(test)
@@ -77,10 +79,13 @@ def collect(
     shown = sorted(latest, key=lambda k: -size[k])[:SHOWN] if len(latest) > SHOWN else sorted(latest)
     cal = manifest.intervals
     # every level the page uses, bounded once: shaded in the figures (BANDS), scored (COVERAGE_LEVELS)
-    asked = sorted({lv for lv in (*BANDS, *COVERAGE_LEVELS) if cal is not None and lv <= cal.max_level})
+    served = [] if cal is None else [lv for lv in (*BANDS, *COVERAGE_LEVELS) if lv <= cal.max_level]
+    if cal is not None and cal.method == "quantile":  # a quantile head: the levels it learned
+        served = list(cal.levels)
+    asked = sorted(set(served))
     lower = upper = np.empty((0, *pred.shape), dtype=np.float32)  # (levels, n, horizon, targets)
     if cal is not None and asked:
-        lower, upper = intervals.stacked_bounds(cal, test.x, pred, asked)
+        lower, upper = intervals.stacked_bounds(cal, test.x, pred, asked, learned)
     shaded = [(intervals.level_key(lv), asked.index(lv)) for lv in BANDS if lv in asked]
     series = []
     for k in shown:
@@ -107,7 +112,7 @@ def collect(
     coverage = [
         {"level": lv, "observed": float(((lower[n] <= test.y) & (test.y <= upper[n])).mean() * 100)}
         for n, lv in enumerate(asked)
-        if lv in COVERAGE_LEVELS
+        if lv in COVERAGE_LEVELS or (cal is not None and cal.method == "quantile")
     ]
     return {
         "targets": list(ds.targets),
@@ -273,9 +278,17 @@ def _coverage(data: dict[str, Any], manifest: Manifest) -> str:
     if cal is None or not data["coverage"]:
         return "<p>This model has no interval calibration.</p>"
     rows = [[f"{c['level']:g} %", f"{c['observed']:.1f} %"] for c in data["coverage"]]
+    if cal.method == "quantile":
+        made = (
+            f"Bounds learned by the network with the pinball loss (levels {intervals.learned_levels(cal)} %)"
+        )
+    else:
+        made = (
+            f"Split-conformal intervals calibrated on {cal.errors} errors of {cal.windows} windows "
+            f"before the test split (levels up to {cal.max_level:g} %)"
+        )
     return (
-        f"<p>Split-conformal intervals calibrated on {cal.errors} errors of {cal.windows} validation "
-        f"windows (levels up to {cal.max_level:g} %), scored on the {data['test_points']} test points.</p>"
+        f"<p>{made}, scored on the {data['test_points']} test points.</p>"
         + _table(["level", "test points inside"], rows)
         + f'<img alt="coverage by level" src="{_uri(coverage_figure(data["coverage"]))}">'
     )

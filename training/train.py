@@ -72,9 +72,31 @@ def pick_device(choice: str) -> torch.device:
 
 
 def _scaled_loss(model: Model, loss_fn, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Loss in normalised units: ``y`` is ``(batch, horizon, targets)`` raw."""
-    yn, loc, scale = model.forward_scaled(x)
-    return loss_fn(yn, (y - loc) / scale)
+    """Loss in normalised units: ``y`` is ``(batch, horizon, targets)`` raw. A quantile head
+    (``network.quantiles``) adds the pinball loss of every bound it learns."""
+    levels = model.spec.network.quantiles
+    if not levels:
+        yn, loc, scale = model.forward_scaled(x)
+        return loss_fn(yn, (y - loc) / scale)
+    yn, bounds, loc, scale = model.forward_scaled_bounds(x)
+    target = (y - loc) / scale
+    return loss_fn(yn, target) + pinball(bounds, target, quantile_probabilities(levels))
+
+
+def quantile_probabilities(levels: list[float]) -> torch.Tensor:
+    """``(2, levels, 1, 1, 1)``: the probability below each bound of each central interval, e.g.
+    80 -> 0.1 (lower) and 0.9 (upper)."""
+    tail = (1 - torch.tensor(levels, dtype=torch.float32) / 100) / 2
+    return torch.stack([tail, 1 - tail]).reshape(2, len(levels), 1, 1, 1)
+
+
+def pinball(bounds: torch.Tensor, y: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """The pinball (quantile) loss of ``bounds`` ``(2, levels, batch, horizon, targets)`` against
+    ``y`` ``(batch, horizon, targets)`` at probabilities ``tau`` (``quantile_probabilities``):
+    each bound's mean loss, summed over the bounds. Minimised by the tau-quantile of y."""
+    error = y - bounds
+    loss = torch.maximum(tau * error, (tau - 1) * error)
+    return loss.mean(dim=(2, 3, 4)).sum()
 
 
 @torch.no_grad()

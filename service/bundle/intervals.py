@@ -1,9 +1,16 @@
 """Split-conformal prediction intervals: calibrated by the trainer, served by ``/v1`` and ``/v2``.
 
-Calibration (``calibrate``) uses the validation windows, the rolling origins
-the model was chosen on (never the test split). Window ``i`` of ``n`` (every
-origin of every series) gives, for each horizon step ``k`` and target ``j``,
-the score::
+Calibration (``calibrate``) uses rolling-origin windows: the recipe's chosen
+model, as chosen, forecasts every window before the test split (the training
+and validation origins; a big panel's random subset), as its fixed bases were
+ranked; a hand-written model its validation windows. Fixed bases learn
+nothing from those windows; ridge parts and networks fit the training ones,
+so their errors there are a little optimistic. Two dozen validation windows
+span one stretch of a series, the whole history its turns and quiet spells
+too, and calibrating on it covered better and scored better on validation
+windows alone (docs/accuracy.md, "Prediction intervals"). Window ``i`` of
+``n`` (every origin of every series) gives, for each horizon step ``k`` and
+target ``j``, the score::
 
     score[i, k, j] = |y[i, k, j] - forecast[i, k, j]| / spread(x[i])[j]
 
@@ -48,18 +55,20 @@ TINY = 1e-12  # an all-zero window: widths collapse to (almost) nothing
 
 
 def spread(x: np.ndarray, targets: int) -> np.ndarray:
-    """float64 ``(batch, targets)``: the mean absolute one-step change of each target over the
-    window ``x`` (``(batch, time, features)``, targets first), floored at ``STILL`` times its mean
-    absolute level."""
-    # sums over n, not np.mean and np.diff: their Python wrappers cost more than the arithmetic
-    # on a one-series request (bench/serve_bench.py)
+    """``(batch, targets)``, x's float type: the mean absolute one-step change of each target over
+    the window ``x`` (``(batch, time, features)``, targets first), floored at ``STILL`` times its
+    mean absolute level."""
+    # In x's own type (float32 when served): numpy's float64 sums of float32 cost twice the
+    # arithmetic on a one-series request (bench/serve_bench.py), and a pairwise float32 sum is
+    # exact to about 1e-6 here. Sums over n, not np.mean and np.diff: their Python wrappers
+    # cost more than the arithmetic.
     v = x[..., :targets]
     n = v.shape[1]
-    floor = STILL * np.abs(v).sum(axis=1, dtype=np.float64) / n + TINY
+    floor = np.abs(v).sum(axis=1) * (STILL / n) + TINY
     if n < 2:
         return floor
-    change = np.abs(v[:, 1:] - v[:, :-1]).sum(axis=1, dtype=np.float64) / (n - 1)
-    return np.maximum(change, floor)
+    change = np.abs(v[:, 1:] - v[:, :-1]).sum(axis=1) / (n - 1)
+    return np.maximum(change, floor, out=change)
 
 
 def max_level(scores: int) -> float:
@@ -120,31 +129,77 @@ def widths(intervals: Intervals, levels: Sequence[float]) -> np.ndarray:
     return np.asarray(cached)
 
 
-def stacked_bounds(
-    intervals: Intervals, x: np.ndarray, forecast: np.ndarray, levels: Sequence[float]
-) -> tuple[np.ndarray, np.ndarray]:
-    """float32 ``(lower, upper)``, each ``(levels, batch, steps, targets)``, for ``forecast``
-    (``(batch, steps, targets)``, steps up to the calibrated horizon) from input windows ``x``.
+# lower, then upper: one array holds both bounds of every level
+SIDES = np.array([-1.0, 1.0]).reshape(2, 1, 1, 1, 1)
 
-    One array per bound for every level at once: a request's cost is a fixed count of numpy calls.
+
+def both_bounds(
+    intervals: Intervals,
+    x: np.ndarray,
+    forecast: np.ndarray,
+    levels: Sequence[float],
+    learned: np.ndarray | None = None,
+) -> np.ndarray:
+    """float32 ``(2, levels, batch, steps, targets)``: the lower (``[0]``) and upper (``[1]``)
+    bounds of every level for ``forecast`` (``(batch, steps, targets)``, steps up to the
+    calibrated horizon) from input windows ``x``.
+
+    A quantile head's (``method`` "quantile") are the graph's own, ``learned``
+    ``(2, learned levels, batch, horizon, targets)``: the levels asked are picked from it.
+    One array for everything: a request's cost is a fixed count of numpy calls, whatever it asks.
     """
     steps, targets = forecast.shape[1], forecast.shape[2]
+    if intervals.method == "quantile":
+        if learned is None:
+            raise ValueError("a quantile head's bounds come from its graph: pass learned")
+        picked = learned[:, [intervals.levels.index(level) for level in levels], :, :steps]
+        if intervals.positive:
+            np.maximum(picked[0], 0.0, out=picked[0])
+        return picked
     half = widths(intervals, levels)[:, :steps]  # (levels, steps, targets)
     reach = half[:, None] * spread(x, targets)[None, :, None, :]  # (levels, batch, steps, targets)
-    lower = np.subtract(forecast[None], reach, dtype=np.float32)
-    upper = np.add(forecast[None], reach, dtype=np.float32)
+    both = np.add(forecast, SIDES * reach, dtype=np.float32)
     if intervals.positive:
-        np.maximum(lower, 0.0, out=lower)
-    return lower, upper
+        np.maximum(both[0], 0.0, out=both[0])
+    return both
+
+
+def stacked_bounds(
+    intervals: Intervals,
+    x: np.ndarray,
+    forecast: np.ndarray,
+    levels: Sequence[float],
+    learned: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``(lower, upper)``, each ``(levels, batch, steps, targets)`` (``both_bounds``)."""
+    both = both_bounds(intervals, x, forecast, levels, learned)
+    return both[0], both[1]
 
 
 def bounds(
-    intervals: Intervals, x: np.ndarray, forecast: np.ndarray, levels: Sequence[float]
+    intervals: Intervals,
+    x: np.ndarray,
+    forecast: np.ndarray,
+    levels: Sequence[float],
+    learned: np.ndarray | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per level: float32 ``(lower, upper)``, each shaped like ``forecast``
     (``(batch, steps, targets)``, steps up to the calibrated horizon), from input windows ``x``."""
-    lower, upper = stacked_bounds(intervals, x, forecast, levels)
+    lower, upper = stacked_bounds(intervals, x, forecast, levels, learned)
     return [(lower[i], upper[i]) for i in range(len(levels))]
+
+
+def learned_only(intervals: Intervals, levels: Sequence[float]) -> list[int]:
+    """Positions in ``levels`` of those a quantile head did not learn (none for a conformal
+    calibration, which serves any level up to ``max_level``)."""
+    if intervals.method != "quantile":
+        return []
+    return [i for i, level in enumerate(levels) if level not in intervals.levels]
+
+
+def learned_levels(intervals: Intervals) -> str:
+    """``"80, 95"``: the levels a quantile head learned, for messages."""
+    return ", ".join(level_key(level) for level in intervals.levels)
 
 
 def level_key(level: float) -> str:

@@ -100,6 +100,9 @@ class DataInfo(_Strict):
 DAMPING_GRID = (0.0, 0.5, 0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0)
 
 
+MAX_QUANTILE_LEVELS = 8  # levels a quantile head learns at most: each adds two outputs per step
+
+
 class NetworkSpec(_Strict):
     """The network and its base; the bundle manifest stores it as trained (spec.network)."""
 
@@ -161,6 +164,14 @@ class NetworkSpec(_Strict):
         description="with base_lag: scale the correction by a learned scalar that starts at 0 (the last "
         "layer then keeps its usual random initialisation)",
     )
+    quantiles: list[float] = Field(
+        default_factory=list,
+        max_length=MAX_QUANTILE_LEVELS,
+        description="prediction-interval levels in percent the network learns, e.g. [80, 95]: the head "
+        "also forecasts each level's lower and upper bound, trained with the pinball loss, and the "
+        "service serves exactly these levels from the graph. Empty: split-conformal intervals "
+        "calibrated after training (any level). Direct and mlp heads",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -187,6 +198,11 @@ class NetworkSpec(_Strict):
             raise ValueError("head 'none' forecasts with the base alone: it needs base_lag")
         if self.correction_gate and self.head == "none":
             raise ValueError("correction_gate needs a network to gate: head 'none' has none")
+        levels = self.quantiles
+        if levels and (any(not 0 < v < 100 for v in levels) or levels != sorted(set(levels))):
+            raise ValueError("quantiles must be levels in (0, 100), increasing, each once")
+        if levels and self.head not in ("direct", "mlp"):
+            raise ValueError("quantiles need the direct or mlp head (seq2seq feeds its point forecast back)")
         if (self.base_lag is not None or self.base is not None) and self.head == "seq2seq":
             # The decoder feeds its own outputs back in; with a base those would be
             # corrections, not forecasts.
@@ -224,6 +240,12 @@ class ModelSpec(_Strict):
     frequency: str | None = Field(default=None, description="pandas offset alias, e.g. 'MS'")
     input_name: str = "x"
     output_name: str = "y"
+
+    @property
+    def bounds_name(self) -> str | None:
+        """The graph's second output, ``(2, levels, batch, horizon, targets)``: the lower and upper
+        bounds a quantile head learned (``network.quantiles``); None for other models."""
+        return f"{self.output_name}_bounds" if self.network.quantiles else None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -291,27 +313,37 @@ class Selection(_Strict):
 
 
 class Intervals(_Strict):
-    """Split-conformal prediction intervals, calibrated on the validation windows
-    (``service.bundle.intervals``: how they are made and served).
+    """Split-conformal prediction intervals, calibrated on the model's forecasts of every window
+    before the test split (a hand-written model: the validation windows;
+    ``service.bundle.intervals``: how they are made and served).
 
     The interval at level L of a forecast ``mean`` from input window ``x`` is
     ``mean ± width(L) × spread(x)``, where ``spread`` is the mean absolute
     one-step change of each target over the window (a series ten times larger
     gets a range ten times wider) and ``width(L)``, per horizon step and
-    target, comes from the conformal quantile of the validation windows'
+    target, comes from the conformal quantile of the calibration windows'
     absolute errors in units of their own spread (normalised per step and
     pooled over the steps); between the grid's levels, linear.
     """
 
-    method: Literal["split-conformal"] = "split-conformal"
-    scale: Literal["mean-abs-change"] = "mean-abs-change"
-    windows: int = Field(ge=1, description="calibration windows: every validation window of every series")
+    method: Literal["split-conformal", "quantile"] = Field(
+        default="split-conformal",
+        description="split-conformal: widths calibrated on past windows, any level up to max_level; "
+        "quantile: the bounds the network learned (network.quantiles), read from the graph, "
+        "exactly those levels",
+    )
+    scale: Literal["mean-abs-change", "model"] = Field(
+        default="mean-abs-change", description="what a width is in units of; model: none, the graph's"
+    )
+    windows: int = Field(ge=1, description="calibration windows: every origin before the test split")
     errors: int = Field(ge=1, description="scaled errors pooled per target: windows x horizon steps")
     levels: list[float] = Field(
         min_length=1, description="the grid, in percent, increasing; its last is the highest level served"
     )
     widths: list[list[list[float]]] = Field(
-        description="[level][step][target]: half-widths in units of the window's spread"
+        default_factory=list,
+        description="[level][step][target]: half-widths in units of the window's spread; empty for a "
+        "quantile head",
     )
     positive: bool = Field(
         default=False, description="lower bounds are clipped at 0 (every training value was positive)"
@@ -322,6 +354,14 @@ class Intervals(_Strict):
         increasing = all(a < b for a, b in zip(self.levels, self.levels[1:], strict=False))
         if not increasing or not 0 < self.levels[0] or not self.levels[-1] < 100:
             raise ValueError("levels must increase strictly within (0, 100)")
+        if (self.method == "quantile") != (self.scale == "model"):
+            raise ValueError(
+                "a quantile head's bounds have scale 'model'; conformal widths 'mean-abs-change'"
+            )
+        if self.method == "quantile":
+            if self.widths:
+                raise ValueError("a quantile head's bounds come from the graph: widths must be empty")
+            return self
         if len(self.widths) != len(self.levels):
             raise ValueError(f"widths has {len(self.widths)} levels, levels {len(self.levels)}")
         shapes = {(len(w), *{len(row) for row in w}) for w in self.widths}
@@ -384,7 +424,21 @@ class Manifest(_Strict):
         # A model in training may hold "auto" until fit chooses; a bundle holds what was chosen.
         if self.spec.network.base_damping == "auto":
             raise ValueError("spec.network.base_damping 'auto' must be resolved to a number")
-        if self.intervals is not None and self.intervals.shape != (self.spec.horizon, len(self.spec.targets)):
+        learned = self.spec.network.quantiles
+        if learned and (self.intervals is None or self.intervals.method != "quantile"):
+            raise ValueError(
+                "a model with network.quantiles serves them: intervals.method must be 'quantile'"
+            )
+        if self.intervals is not None and self.intervals.method == "quantile":
+            if self.intervals.levels != learned:
+                levels = self.intervals.levels
+                raise ValueError(
+                    f"intervals.levels {levels} must be the levels the network learned, {learned}"
+                )
+        elif self.intervals is not None and self.intervals.shape != (
+            self.spec.horizon,
+            len(self.spec.targets),
+        ):
             raise ValueError(
                 f"intervals.widths are {list(self.intervals.shape)} per level, the model forecasts "
                 f"[{self.spec.horizon}, {len(self.spec.targets)}] (horizon, targets)"

@@ -30,6 +30,10 @@ class Predictor(Protocol):
         """float32 ``(batch, time, features)`` raw values -> float32 ``(batch, horizon, targets)`` raw."""
         ...
 
+    def predict_bounds(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A quantile head's forecast and learned bounds (``OnnxPredictor.predict_bounds``)."""
+        ...
+
 
 def warm_up_input(spec: ModelSpec, batch: int = 1) -> np.ndarray:
     """float32 ``(batch, window, features)``: a gentle ramp, so per-window scaling sees a spread."""
@@ -54,6 +58,7 @@ class OnnxPredictor:
         self._spec = spec
         self._session = session
         self._outputs = [spec.output_name]
+        self._with_bounds = [spec.output_name] + ([spec.bounds_name] if spec.bounds_name else [])
         self._input = spec.input_name
 
     @property
@@ -89,6 +94,10 @@ class OnnxPredictor:
     def _check_signature(spec: ModelSpec, session: ort.InferenceSession) -> None:
         inputs = {i.name: i for i in session.get_inputs()}
         outputs = {o.name for o in session.get_outputs()}
+        if spec.bounds_name is not None and spec.bounds_name not in outputs:
+            raise PredictorError(
+                f"graph has outputs {sorted(outputs)}; a quantile head needs {spec.bounds_name!r}"
+            )
         if spec.input_name not in inputs or spec.output_name not in outputs:
             raise PredictorError(
                 f"graph has inputs {sorted(inputs)} and outputs {sorted(outputs)}; the manifest names "
@@ -105,7 +114,24 @@ class OnnxPredictor:
         result: np.ndarray = self._session.run(self._outputs, {self._input: x})[0]
         return result
 
+    def predict_bounds(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A quantile head's float32 ``(forecast, bounds)`` in one run: ``(batch, horizon,
+        targets)`` and ``(2, levels, batch, horizon, targets)`` (lower, then upper; the manifest's
+        ``network.quantiles``). PredictorError for a model without them."""
+        if self._spec.bounds_name is None:
+            raise PredictorError("this model learns no bounds (network.quantiles is empty)")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        y, bounds = self._session.run(self._with_bounds, {self._input: x})
+        return y, bounds
+
     def warm_up(self) -> None:
         """One inference: the first run allocates and plans, so no client request pays for it."""
         x = warm_up_input(self._spec)
         check_output(self._spec, x, self.predict(x))
+        if self._spec.bounds_name is not None:
+            y, bounds = self.predict_bounds(x)
+            expected = (2, len(self._spec.network.quantiles), *y.shape)
+            if bounds.shape != expected or not np.isfinite(bounds).all():
+                raise PredictorError(
+                    f"the graph's bounds are {list(bounds.shape)}, expected finite {list(expected)}"
+                )
