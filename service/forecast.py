@@ -89,20 +89,19 @@ def _check_levels(levels: list[float], manifest: Manifest) -> None:
     cal = manifest.intervals
     top = cal.max_level
     keys = [intervals.level_key(level) for level in levels]
-    unlearned = intervals.learned_only(cal, levels)
-    if unlearned:
-        msg = f"this model learned the levels {intervals.learned_levels(cal)} (network.quantiles): ask those"
-        raise InvalidRequest.from_details(
-            [{"loc": ["levels", i], "msg": f"{keys[i]}: {msg}"} for i in unlearned]
-        )
-    if max(levels) <= top and len(set(keys)) == len(keys):
+    unlearned = set(intervals.learned_only(cal, levels))  # a quantile head serves its own levels only
+    if not unlearned and max(levels) <= top and len(set(keys)) == len(keys):
         return
     support = (
         f"its {cal.errors} calibration errors ({cal.windows} windows x {manifest.spec.horizon} steps) support"
     )
     details, seen = [], set()
     for i, (level, key) in enumerate(zip(levels, keys, strict=True)):
-        if level > top:
+        if i in unlearned:
+            learned = intervals.learned_levels(cal)
+            msg = f"{key}: this model learned the levels {learned} (network.quantiles): ask those"
+            details.append({"loc": ["levels", i], "msg": msg})
+        elif level > top:
             msg = f"{key} is above {top:g}, the highest level {support}"
             details.append({"loc": ["levels", i], "msg": msg})
         elif key in seen:

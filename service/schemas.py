@@ -77,7 +77,8 @@ class ForecastRequest(_Request):
         min_length=1,
         max_length=20,
         description="prediction-interval levels in percent, e.g. [80, 95]: each forecast then carries "
-        "intervals; any level up to the model's intervals.max_level (GET /v1/models/<name>)",
+        "intervals; any level up to the model's intervals.max_level (GET /v1/models/<name>), or for a "
+        "quantile head exactly its intervals.levels",
         examples=[[80, 95]],
     )
 
@@ -104,8 +105,8 @@ class Forecast(BaseModel):
     intervals: dict[str, Interval] | None = Field(
         default=None,
         description="level in percent (as asked: '80', '97.5') -> the range that holds the actual value "
-        "with that probability, calibrated per step on the model's forecasts of every window before "
-        "its test split; present when the request asked for levels",
+        "with that probability: calibrated per step on the model's errors over past windows, or "
+        "learned by its quantile head; present when the request asked for levels",
     )
 
 
@@ -135,7 +136,10 @@ class IntervalsInfo(BaseModel):
         "(a panel's random subset), or a hand-written model's validation windows"
     )
     errors: int = Field(description="scaled errors it pools: windows x horizon steps (per target)")
-    max_level: float = Field(description="the highest level served, in percent: 100 N / (N + 1), N errors")
+    max_level: float = Field(
+        description="the highest level served, in percent: 100 N / (N + 1) for N conformal errors; a "
+        "quantile head's highest learned level"
+    )
     levels: list[float] | None = Field(
         default=None, description="quantile: the only levels served (the network learned them); null: any"
     )

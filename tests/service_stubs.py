@@ -13,6 +13,7 @@ import numpy as np
 
 from service.bundle import store
 from service.bundle.manifest import DataInfo, InputWindow, Manifest, ModelSpec, NetworkSpec
+from service.bundle.predictor import PredictorError
 from service.settings import Settings
 
 FAKE_ONNX = b"stub: not an ONNX graph"
@@ -69,6 +70,15 @@ class StubPredictor:
         last = x[:, -1:, : len(spec.targets)]  # (batch, 1, targets)
         steps = np.arange(1, spec.horizon + 1, dtype=np.float32)[None, :, None]
         return (last + steps).astype(np.float32)
+
+    def predict_bounds(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A quantile head's (forecast, bounds): the forecast -/+ 1 and 2 per learned level."""
+        levels = self._spec.network.quantiles
+        if not levels:
+            raise PredictorError("this model learns no bounds (network.quantiles is empty)")
+        y = self.predict(x)
+        offsets = np.arange(1, len(levels) + 1, dtype=np.float32)[:, None, None, None]
+        return y, np.stack([y[None] - offsets, y[None] + offsets]).astype(np.float32)
 
 
 def stub_loader(bundle: Path) -> StubPredictor:

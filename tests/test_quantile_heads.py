@@ -35,7 +35,9 @@ def test_the_pinball_loss_is_smallest_at_the_quantile() -> None:
     assert tau.flatten().tolist() == pytest.approx([0.1, 0.9])
 
     def loss(lower: float, upper: float) -> float:
-        bounds = torch.tensor([lower, upper]).reshape(2, 1, 1, 1, 1).expand(2, 1, 100, 1, 1)
+        bounds = (
+            torch.tensor([lower, upper], dtype=torch.float32).reshape(2, 1, 1, 1, 1).expand(2, 1, 100, 1, 1)
+        )
         return float(pinball(bounds, y, tau))
 
     best = min(((lo, up) for lo in range(1, 101) for up in range(1, 101)), key=lambda b: loss(*b))
@@ -163,3 +165,28 @@ def test_v1_and_v2_serve_the_learned_bounds_and_only_those(quantile_bundle: tupl
     np.testing.assert_allclose(np.reshape(out["data"], out["shape"]), bounds[1, 1], rtol=1e-6)
     r = client.post("/v2/models/noisy/infer", json={"inputs": [tensor], "outputs": [{"name": "y_upper_90"}]})
     assert r.status_code == 400 and "learned the levels 80, 95" in r.get_json()["error"]
+
+
+def test_the_base_damping_is_chosen_on_the_point_forecast_alone() -> None:
+    from training.train import LOSSES, choose_base_damping, evaluate_loss
+
+    rng = np.random.default_rng(1)
+    t = np.arange(400, dtype=np.float32)
+    series = 10 + 3 * np.sin(2 * np.pi * t / 12) + np.cumsum(rng.normal(0, 0.3, len(t)))
+    windows = np.lib.stride_tricks.sliding_window_view(series.astype(np.float32), 30)  # (n, 24 + 6)
+    x = torch.from_numpy(windows[:, :24, None].copy())
+    y = torch.from_numpy(windows[:, 24:, None].copy())
+    mae = LOSSES["mae"]
+    plain = build_model(_spec(cell="gru", hidden=8, base_lag=12, base_damping="auto"))
+    learned = build_model(_spec(cell="gru", hidden=8, base_lag=12, base_damping="auto", quantiles=LEVELS))
+    # untrained, both are their base: the same point loss, and the bounds add their pinball loss
+    point = evaluate_loss(plain, mae, x, y)
+    assert evaluate_loss(learned, mae, x, y, bounds=False) == pytest.approx(point, rel=1e-6)
+    assert evaluate_loss(learned, mae, x, y) > point
+    # so the damping search, which scores the base, scores a quantile model's the same way
+    losses: list[float] = []
+    for model in (plain, learned):
+        choose_base_damping(model, mae, x, y)
+        losses.append(evaluate_loss(model, mae, x, y, bounds=False))
+    assert plain.spec.network.base_damping == learned.spec.network.base_damping
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)

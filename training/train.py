@@ -71,16 +71,19 @@ def pick_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def _scaled_loss(model: Model, loss_fn, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _scaled_loss(
+    model: Model, loss_fn, x: torch.Tensor, y: torch.Tensor, bounds: bool = True
+) -> torch.Tensor:
     """Loss in normalised units: ``y`` is ``(batch, horizon, targets)`` raw. A quantile head
-    (``network.quantiles``) adds the pinball loss of every bound it learns."""
+    (``network.quantiles``) adds the pinball loss of every bound it learns, unless ``bounds`` is
+    False (the point forecast's loss alone)."""
     levels = model.spec.network.quantiles
-    if not levels:
+    if not levels or not bounds:
         yn, loc, scale = model.forward_scaled(x)
         return loss_fn(yn, (y - loc) / scale)
-    yn, bounds, loc, scale = model.forward_scaled_bounds(x)
+    yn, learned, loc, scale = model.forward_scaled_bounds(x)
     target = (y - loc) / scale
-    return loss_fn(yn, target) + pinball(bounds, target, quantile_probabilities(levels))
+    return loss_fn(yn, target) + pinball(learned, target, quantile_probabilities(levels))
 
 
 def quantile_probabilities(levels: list[float]) -> torch.Tensor:
@@ -94,19 +97,22 @@ def pinball(bounds: torch.Tensor, y: torch.Tensor, tau: torch.Tensor) -> torch.T
     """The pinball (quantile) loss of ``bounds`` ``(2, levels, batch, horizon, targets)`` against
     ``y`` ``(batch, horizon, targets)`` at probabilities ``tau`` (``quantile_probabilities``):
     each bound's mean loss, summed over the bounds. Minimised by the tau-quantile of y."""
+    tau = tau.to(bounds.device, bounds.dtype)  # built on the CPU; a model may train on a GPU
     error = y - bounds
     loss = torch.maximum(tau * error, (tau - 1) * error)
     return loss.mean(dim=(2, 3, 4)).sum()
 
 
 @torch.no_grad()
-def evaluate_loss(model: Model, loss_fn, x: torch.Tensor, y: torch.Tensor, batch: int = 1024) -> float:
+def evaluate_loss(
+    model: Model, loss_fn, x: torch.Tensor, y: torch.Tensor, batch: int = 1024, bounds: bool = True
+) -> float:
+    """Mean ``_scaled_loss`` over ``(x, y)``; ``bounds``: with a quantile head's pinball loss."""
     model.eval()
     total = 0.0
     for i in range(0, len(x), batch):
-        total += float(_scaled_loss(model, loss_fn, x[i : i + batch], y[i : i + batch])) * len(
-            x[i : i + batch]
-        )
+        xb, yb = x[i : i + batch], y[i : i + batch]
+        total += float(_scaled_loss(model, loss_fn, xb, yb, bounds)) * len(xb)
     return total / max(len(x), 1)
 
 
@@ -122,7 +128,8 @@ def choose_base_damping(model: Forecaster, loss_fn, x: torch.Tensor, y: torch.Te
     losses = []
     for phi in DAMPING_GRID:
         model.set_base_damping(phi)
-        losses.append(evaluate_loss(model, loss_fn, x, y))
+        # the base's point forecast alone: a quantile head's untrained bounds would blur the choice
+        losses.append(evaluate_loss(model, loss_fn, x, y, bounds=False))
     best = DAMPING_GRID[losses.index(min(losses))]
     model.set_base_damping(best)
     log.info(

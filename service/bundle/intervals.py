@@ -3,9 +3,10 @@
 Calibration (``calibrate``) uses rolling-origin windows: the recipe's chosen
 model, as chosen, forecasts every window before the test split (the training
 and validation origins; a big panel's random subset), as its fixed bases were
-ranked; a hand-written model its validation windows. Fixed bases learn
-nothing from those windows; ridge parts and networks fit the training ones,
-so their errors there are a little optimistic. Two dozen validation windows
+ranked; a hand-written model its validation windows. Fixed bases learn no
+weights from those windows, though the best settings were picked on them;
+ridge parts and networks fit the training ones: so their errors there are a
+little optimistic. Two dozen validation windows
 span one stretch of a series, the whole history its turns and quiet spells
 too, and calibrating on it covered better and scored better on validation
 windows alone (docs/accuracy.md, "Prediction intervals"). Window ``i`` of
@@ -55,20 +56,19 @@ TINY = 1e-12  # an all-zero window: widths collapse to (almost) nothing
 
 
 def spread(x: np.ndarray, targets: int) -> np.ndarray:
-    """``(batch, targets)``, x's float type: the mean absolute one-step change of each target over
-    the window ``x`` (``(batch, time, features)``, targets first), floored at ``STILL`` times its
-    mean absolute level."""
-    # In x's own type (float32 when served): numpy's float64 sums of float32 cost twice the
-    # arithmetic on a one-series request (bench/serve_bench.py), and a pairwise float32 sum is
-    # exact to about 1e-6 here. Sums over n, not np.mean and np.diff: their Python wrappers
-    # cost more than the arithmetic.
+    """float64 ``(batch, targets)``: the mean absolute one-step change of each target over the
+    window ``x`` (``(batch, time, features)``, targets first), floored at ``STILL`` times its mean
+    absolute level."""
+    # float64 sums: float32 ones overflow for windows of values near 1e37, which float32 holds.
+    # Sums over n, not np.mean and np.diff: their Python wrappers cost more than the arithmetic
+    # on a one-series request (bench/serve_bench.py).
     v = x[..., :targets]
     n = v.shape[1]
-    floor = np.abs(v).sum(axis=1) * (STILL / n) + TINY
+    floor = STILL * np.abs(v).sum(axis=1, dtype=np.float64) / n + TINY
     if n < 2:
         return floor
-    change = np.abs(v[:, 1:] - v[:, :-1]).sum(axis=1) / (n - 1)
-    return np.maximum(change, floor, out=change)
+    change = np.abs(v[:, 1:] - v[:, :-1]).sum(axis=1, dtype=np.float64) / (n - 1)
+    return np.maximum(change, floor)
 
 
 def max_level(scores: int) -> float:
@@ -77,7 +77,8 @@ def max_level(scores: int) -> float:
 
 
 def calibrate(x: np.ndarray, y: np.ndarray, forecast: np.ndarray, positive: bool = False) -> Intervals:
-    """The calibration from validation windows.
+    """The calibration from past windows (every origin before the test split, or a hand-written
+    model's validation windows).
 
     ``x``: ``(n, time, features)`` inputs; ``y`` and ``forecast``: ``(n, horizon, targets)``
     actuals and the model's forecasts of them. ``positive``: clip lower bounds at 0.
@@ -87,7 +88,9 @@ def calibrate(x: np.ndarray, y: np.ndarray, forecast: np.ndarray, positive: bool
         raise ValueError(f"calibration needs matching windows: x {x.shape}, y {y.shape}, {forecast.shape}")
     scores = np.abs(y.astype(np.float64) - forecast) / spread(x, targets)[:, None, :]  # (n, horizon, targets)
     if not np.isfinite(scores).all():
-        raise ValueError("calibration scores are not finite: the forecasts on validation overflowed")
+        raise ValueError(
+            "calibration scores are not finite: the model's forecasts of past windows overflowed"
+        )
     typical = np.maximum(scores.mean(axis=0), TINY)  # (horizon, targets): each step's mean score
     ratios = np.sort((scores / typical).reshape(n * horizon, targets), axis=0)  # pooled over steps
     count = n * horizon

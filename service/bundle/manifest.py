@@ -324,6 +324,9 @@ class Intervals(_Strict):
     target, comes from the conformal quantile of the calibration windows'
     absolute errors in units of their own spread (normalised per step and
     pooled over the steps); between the grid's levels, linear.
+
+    A quantile head (``method`` "quantile", ``network.quantiles``) learned its bounds: the graph's
+    second output holds them, ``levels`` lists exactly the levels served and ``widths`` is empty.
     """
 
     method: Literal["split-conformal", "quantile"] = Field(
