@@ -120,16 +120,18 @@ def series(n: int, length: int, seed: int = 0) -> np.ndarray:
     return np.round(values, 2).astype(np.float32)
 
 
-def v2_binary_body(n: int) -> tuple[bytes, int]:
-    """A KServe V2 infer request, the tensor as raw bytes (tritonclient's default), and its header size."""
+def v2_binary_body(n: int, levels: list[float] | None = None) -> tuple[bytes, int]:
+    """A KServe V2 infer request, the tensor as raw bytes (tritonclient's default), and its header size;
+    with ``levels``, the bounds at those levels are asked too (``y_lower_80``...), also as raw bytes."""
     x = series(n, WINDOW)[..., None]  # (n, window, 1) float32
+    names = ["y"] + [f"y_{side}_{level:g}" for level in levels or [] for side in ("lower", "upper")]
     header = json.dumps(
         {
             "inputs": [
                 {"name": "x", "shape": list(x.shape), "datatype": "FP32",
                  "parameters": {"binary_data_size": x.nbytes}}
             ],
-            "outputs": [{"name": "y", "parameters": {"binary_data": True}}],
+            "outputs": [{"name": name, "parameters": {"binary_data": True}} for name in names],
         }
     ).encode()  # fmt: skip
     return header + x.astype("<f4").tobytes(), len(header)
@@ -444,7 +446,10 @@ def main() -> None:
     bodies["v2"] = work / "v2.bin"
     v2_body, v2_header = v2_binary_body(BATCH)
     bodies["v2"].write_bytes(v2_body)
-    header_lengths = {"v2": v2_header}
+    bodies["v2-levels"] = work / "v2-levels.bin"
+    v2_levels_body, v2_levels_header = v2_binary_body(BATCH, LEVELS)
+    bodies["v2-levels"].write_bytes(v2_levels_body)
+    header_lengths = {"v2": v2_header, "v2-levels": v2_levels_header}
     lua = work / "post.lua"
     lua.write_text(LUA)
     busy = cpu_busy()
@@ -479,6 +484,12 @@ def main() -> None:
         (f"Seqcast forecast, {BATCH} series", seq, forecast, "batch"),
         (f"Seqcast forecast, {BATCH} series, levels 80 95", seq, forecast, "batch-levels"),
         (f"Seqcast V2 infer, {BATCH} series, binary tensors", seq, f"/v2/models/{NAME}/infer", "v2"),
+        (
+            f"Seqcast V2 infer, {BATCH} series, binary tensors, bounds 80 95",
+            seq,
+            f"/v2/models/{NAME}/infer",
+            "v2-levels",
+        ),
     ]
     results: dict[str, list[dict[str, float]]] = {p[0]: [] for p in phases}
     try:
@@ -596,6 +607,11 @@ def main() -> None:
             f"| {n} series: with 80 and 95 % intervals / without (req/s, median of rounds) | "
             f"{paired(plain + ', levels 80 95', plain):.2f} | >= 0.91 (cost <= 1.1 x) |"
         )
+    v2 = f"Seqcast V2 infer, {BATCH} series, binary tensors"
+    print(
+        f"| {BATCH} series, V2 binary tensors: with 80 and 95 % bounds / without (the computation alone, "
+        f"no JSON numbers) | {paired(v2 + ', bounds 80 95', v2):.2f} | |"
+    )
     print(
         f"| Seqcast /healthz / constant Flask endpoint (median of rounds) | "
         f"{paired('Seqcast GET /healthz', 'floor: constant Flask endpoint'):.2f} | |"
