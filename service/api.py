@@ -151,6 +151,5 @@ def forecast_view(name: str) -> Response:
     else:
         y = served.predictor.predict(batch.x)  # (batch, horizon, targets)
     app_state.metrics.observe_prediction(name, served.version, len(req.series), now() - started)
-    answer = forecast.answer(manifest, req, batch, y, learned)  # 422 if a forecast is not finite
-    # An undated series' forecast has no timestamps: left unset, and out of the answer.
-    return model_response(answer, headers={"X-Model-Version": served.version}, exclude_unset=True)
+    body = forecast.answer(manifest, req, batch, y, learned)  # 422 if a forecast is not finite
+    return Response(body, mimetype="application/json", headers={"X-Model-Version": served.version})

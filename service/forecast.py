@@ -15,14 +15,14 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 from pydantic import ValidationError
 
 from service import values
 from service.bundle import intervals
 from service.bundle.manifest import Manifest, ModelSpec
 from service.errors import InvalidRequest, validation_details
-from service.payload import float_lists
-from service.schemas import ForecastRequest, ForecastResponse, Interval, SeriesIn
+from service.schemas import ForecastRequest, SeriesIn
 from service.timeindex import Frequency, format_timestamps, parse_frequency, parse_timestamp
 
 
@@ -137,27 +137,28 @@ def prepare(req: ForecastRequest, manifest: Manifest, horizon: int) -> Batch:
 
 def answer(
     manifest: Manifest, req: ForecastRequest, batch: Batch, y: np.ndarray, learned: np.ndarray | None = None
-) -> ForecastResponse:
-    """The ``ForecastResponse`` for the model's output ``y``: float32 (batch, model horizon, targets);
-    ``learned``: a quantile head's bounds, float32 (2, levels, batch, model horizon, targets).
+) -> bytes:
+    """The JSON body of the ``ForecastResponse`` for the model's output ``y``: float32 (batch, model
+    horizon, targets); ``learned``: a quantile head's bounds, float32 (2, levels, batch, model
+    horizon, targets).
+
+    Built as dicts around the numpy rows and written by orjson in one pass, every float32 in its
+    shortest form (``112.3``), the fields in the model's order and the unset ones left out: the
+    same bytes as ``ForecastResponse.model_dump_json(exclude_unset=True)`` of the same answer
+    (tests/test_service_api.py compares them), which is what the OpenAPI document describes.
+    Through the model, a 256-series answer with two levels took 2.7 ms to validate and write,
+    most of it pydantic writing 15,000 floats one by one; this way about 1 ms.
 
     422 for a series whose forecast is NaN or infinite (values far beyond what
     the model was trained on can overflow inside the graph): no number to send.
     """
     y = y[:, : batch.horizon]  # (batch, horizon, targets)
-    single = y.shape[2] == 1
-
-    def lists(a: np.ndarray) -> list[Any]:  # per series: numbers, or rows of targets
-        return float_lists(a[..., 0] if single else a)
-
-    means = lists(y)
     cal = manifest.intervals  # check_options refused levels for a model without one
     both = None  # (2, levels, batch, h, targets): lower and upper bounds, when levels are asked
     if req.levels and cal is not None:
         both = intervals.both_bounds(cal, batch.x, y, req.levels, learned)
     # whole arrays first: one call each, and which series failed only when one did
     if not (np.isfinite(y).all() and (both is None or np.isfinite(both).all())):
-        # float_lists writes NaN and inf as null: no number to send for these series.
         bad = ~np.isfinite(y).all(axis=(1, 2))
         if both is not None:
             bad |= ~np.isfinite(both).all(axis=(0, 1, 3, 4))
@@ -165,12 +166,22 @@ def answer(
         raise InvalidRequest.from_details(
             [{"loc": ["series", int(i), "values"], "msg": msg} for i in np.flatnonzero(bad)]
         )
+    # per series: numbers, or rows of targets (orjson writes C-contiguous arrays only)
+    single = y.shape[2] == 1
+    means = np.ascontiguousarray(y[..., 0] if single else y)
     forecasts: list[dict[str, Any]] = []
-    for series, mean, stamps in zip(req.series, means, batch.timestamps, strict=True):
-        forecast: dict[str, Any] = {"id": series.id, "mean": mean}
-        if stamps is not None:  # left unset otherwise, so left out of the answer
+    for i, (series, stamps) in enumerate(zip(req.series, batch.timestamps, strict=True)):
+        forecast: dict[str, Any] = {"id": series.id, "mean": means[i]}
+        if stamps is not None:  # left out otherwise, as an unset field
             forecast["timestamps"] = stamps
         forecasts.append(forecast)
+    if both is not None and req.levels:
+        sides = np.ascontiguousarray(both[..., 0] if single else both)
+        keys = [intervals.level_key(level) for level in req.levels]
+        for i, forecast in enumerate(forecasts):
+            forecast["intervals"] = {
+                k: {"lower": sides[0, n, i], "upper": sides[1, n, i]} for n, k in enumerate(keys)
+            }
     fields = {
         "model": manifest.name,
         "version": manifest.version,
@@ -178,18 +189,7 @@ def answer(
         "targets": manifest.spec.targets,
         "forecasts": forecasts,
     }
-    # One validation of the whole answer costs less than building each Forecast in Python.
-    response = ForecastResponse.model_validate(fields)
-    if both is not None and req.levels:
-        # The bounds are numpy's, checked finite above and shaped like mean: attached without a
-        # second validation, which cost more than the forecast itself on a batch of 256.
-        keys = [intervals.level_key(level) for level in req.levels]
-        lows, ups = lists(both)  # [level][series] -> numbers, or rows of targets
-        for i, forecast_out in enumerate(response.forecasts):
-            forecast_out.intervals = {
-                k: Interval(lower=lows[n][i], upper=ups[n][i]) for n, k in enumerate(keys)
-            }
-    return response
+    return orjson.dumps(fields, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _last_timestamp(series: SeriesIn, count: int, freq: Frequency | None) -> tuple[datetime, bool] | None:

@@ -84,8 +84,8 @@ class ForecastRequest(_Request):
 
 
 class Interval(TypedDict):
-    """One level's range. A TypedDict, not a model: the service fills it with numbers it has checked,
-    and hundreds of model instances per answer cost more than the forecast (bench/serve_bench.py)."""
+    """One level's range (a TypedDict: the forecast answer is written by ``service.forecast.answer``
+    straight from numpy, in the bytes this schema's model would write)."""
 
     lower: Annotated[list[float] | list[list[float]], Field(description="per step, shaped like mean")]
     upper: Annotated[list[float] | list[list[float]], Field(description="per step, shaped like mean")]

@@ -20,6 +20,7 @@ from service_stubs import make_manifest, publish_stub, settings_for, stub_loader
 from service.app import create_app
 from service.bundle import intervals
 from service.bundle.manifest import Intervals
+from service.schemas import ForecastResponse
 
 SIX = [1, 2, 3, 4, 5, 6]
 CALIBRATION = Intervals(
@@ -165,6 +166,30 @@ def test_v1_intervals_of_a_multi_target_model_are_rows(client: FlaskClient) -> N
     assert answer["mean"] == [[5, 41], [6, 42]]
     # spreads 1 and 10; widths 2 and 20 spreads at 90 %
     assert answer["intervals"]["90"] == {"lower": [[3, -159], [4, -158]], "upper": [[7, 241], [8, 242]]}
+
+
+@pytest.mark.parametrize(
+    ("model", "body"),
+    [
+        ("bands", {"series": [{"values": SIX}]}),
+        (
+            "bands",
+            {"series": [{"id": "a", "values": SIX, "start": "2020-01-01"}, {"values": SIX}], "horizon": 2},
+        ),
+        ("bands", {"series": [{"values": [v / 3 for v in SIX]}], "levels": [92.5, 80, 12.5]}),
+        ("multi", {"series": [{"values": [[1, 10], [2, 20], [3, 30], [4.5, 40]]}], "levels": [90]}),
+        ("positive", {"series": [{"values": [9, 6, 3, 0.5, 0.2, 0.1]}], "levels": [95]}),
+    ],
+)
+def test_v1_answers_the_bytes_its_response_model_would_write(
+    client: FlaskClient, model: str, body: dict[str, Any]
+) -> None:
+    """The forecast answer is written by orjson, not by ForecastResponse: the same bytes anyway,
+    so the OpenAPI document describes it exactly (fields, order, unset fields left out, numbers)."""
+    r = client.post(f"/v1/models/{model}/forecast", json=body)
+    assert r.status_code == 200, r.get_json()
+    parsed = ForecastResponse.model_validate_json(r.data)
+    assert parsed.model_dump_json(exclude_unset=True).encode() == r.data
 
 
 def test_v1_clips_lower_bounds_of_a_positive_model_at_zero(client: FlaskClient) -> None:
