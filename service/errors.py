@@ -46,6 +46,12 @@ class MalformedJSON(ServiceError):
     status, code = 400, "malformed_json"
 
 
+class MalformedBody(ServiceError):
+    """The request body could not be read as HTTP framed it (a malformed chunked encoding)."""
+
+    status, code = 400, "malformed_body"
+
+
 class UnsupportedMediaType(ServiceError):
     status, code = 415, "unsupported_media_type"
 

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 from flask import Response, request
+from gunicorn.http.errors import ParseException
 from pydantic import BaseModel
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.wsgi import get_content_length
 
-from service.errors import MalformedJSON, UnsupportedMediaType
+from service.errors import MalformedBody, MalformedJSON, UnsupportedMediaType
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -40,6 +41,9 @@ def read_json(limit: int | None) -> Any:
     return parse_json(read_body(limit, environ))
 
 
+BLOCK = 64 * 1024  # bytes read at a time from a body of unknown length
+
+
 def read_body(limit: int | None, environ: WSGIEnvironment) -> bytes:
     """The raw body; 413 past ``limit`` (the app's ``MAX_CONTENT_LENGTH``), declared or streamed.
 
@@ -47,10 +51,16 @@ def read_body(limit: int | None, environ: WSGIEnvironment) -> bytes:
     (``wsgi.input_terminated``: gunicorn) the body is read in one call.
     werkzeug would wrap the stream in a ``LimitedStream`` that reads it through
     several Python layers, which cost about 5 us, 2 % of a one-series forecast.
-    Anything else (chunked bodies, other servers) goes through werkzeug.
+    A body without one (chunked) on such a server is read in blocks up to one
+    byte past the limit: werkzeug's stream would stop at the limit without a
+    word, so a longer body was cut (a 400 for broken JSON) or, if what came
+    first was valid JSON, answered as if the rest were not there. Anything else
+    (other servers) goes through werkzeug.
     """
     length = get_content_length(environ)  # None when absent, invalid or chunked
-    if length is not None and environ.get("wsgi.input_terminated"):
+    if environ.get("wsgi.input_terminated"):
+        if length is None:
+            return _read_unsized(environ["wsgi.input"], limit)
         if limit is not None and length > limit:
             raise RequestEntityTooLarge()
         try:
@@ -59,6 +69,25 @@ def read_body(limit: int | None, environ: WSGIEnvironment) -> bytes:
             raise ClientDisconnected() from None
         return data
     return request.get_data(cache=False)
+
+
+def _read_unsized(stream: Any, limit: int | None) -> bytes:
+    """A body of unknown length, to its end: 413 past ``limit``; 400 if its chunks are malformed."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            block: bytes = stream.read(BLOCK)
+        except ParseException as exc:  # gunicorn's reader: a bad chunk size, a missing CRLF
+            raise MalformedBody(f"malformed chunked body: {type(exc).__name__}") from None
+        except (OSError, ValueError):  # the client went away mid-body
+            raise ClientDisconnected() from None
+        if not block:
+            return b"".join(parts)
+        size += len(block)
+        if limit is not None and size > limit:
+            raise RequestEntityTooLarge()
+        parts.append(block)
 
 
 def parse_json(data: bytes) -> Any:

@@ -6,8 +6,10 @@ workers; SIGTERM must stop the server cleanly within the graceful timeout.
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +90,48 @@ def test_gunicorn_serves_the_pytorch_answer_and_stops_cleanly(server: Any, tiny_
     text = log.read_text()
     assert "Traceback" not in text, text
     assert text.count("loaded and warmed up") == 2, text  # once per worker, never in the master
+
+
+def _chunked_post(base: str, path: str, framed: bytes) -> tuple[int, bytes]:
+    """POST ``framed``, an already chunk-encoded body, with ``Transfer-Encoding: chunked``."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+        try:
+            sock.sendall(head.encode() + framed)
+        except OSError:  # the server may answer (413) and close before the whole body is sent
+            pass
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, response.read()
+
+
+def _chunks(body: bytes, size: int = 4096) -> bytes:
+    parts = [
+        b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size]) for i in range(0, len(body), size)
+    ]
+    return b"".join(parts) + b"0\r\n\r\n"
+
+
+def test_chunked_bodies_are_read_whole_and_held_to_the_limit(server: Any, tiny_bundle_dir: Any) -> None:
+    """SEQCAST_MAX_BODY_BYTES holds without a Content-Length: a longer body is a 413, not cut at the
+    limit and read as if the rest were not there; a malformed chunk is a 400, not a 500."""
+    base, _, _ = server
+    path = f"/v1/models/{tiny_bundle_dir[1]}/forecast"
+    body = json.dumps({"series": [{"values": [float(v) for v in range(100, 130)]}]}).encode()
+    status, raw = _chunked_post(base, path, _chunks(body))
+    assert status == 200, raw
+    assert len(json.loads(raw)["forecasts"][0]["mean"]) == 4
+    # valid JSON first, then spaces past the 64 KiB limit: the whole body counts
+    status, raw = _chunked_post(base, path, _chunks(body + b" " * 100_000))
+    assert status == 413, raw
+    assert json.loads(raw)["error"]["code"] == "payload_too_large"
+    status, raw = _chunked_post(base, path, b"zz\r\n" + body + b"\r\n0\r\n\r\n")
+    assert status == 400, raw
+    assert json.loads(raw)["error"]["code"] == "malformed_body"
 
 
 def test_workers_write_their_last_metric_tallies_when_they_stop(tiny_bundle_dir: Any, tmp_path: Path) -> None:
