@@ -19,7 +19,7 @@ from service import state as app_state
 from service.bundle.predictor import OnnxPredictor
 from service.metrics import Metrics, now
 from service.registry import Loader, Registry
-from service.settings import Settings, unknown_variables
+from service.settings import Settings, load_settings, unknown_variables
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 log = logging.getLogger("seqcast")
@@ -76,7 +76,7 @@ def _instrument(app: Flask, metrics: Metrics) -> None:
 
 def create_app(settings: Settings | None = None, loader: Loader | None = None) -> Flask:
     """Build the Flask app. ``loader`` turns a bundle directory into a Predictor (default: onnxruntime)."""
-    settings = settings if settings is not None else Settings()
+    settings = settings if settings is not None else load_settings()
     _configure_logging(settings.log_level)
     for name in unknown_variables():
         log.warning("ignoring unknown setting %s (a typo?)", name)

@@ -28,9 +28,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from service.settings import Settings
+from service.settings import SettingsError, load_settings
 
-_settings = Settings()
+try:
+    _settings = load_settings()
+except SettingsError as exc:  # one line naming the variable, not a traceback naming a field
+    raise SystemExit(f"seqcast: bad setting: {exc}") from None
 
 bind = [_settings.bind]
 workers = _settings.workers

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "SEQCAST_"
@@ -143,3 +143,34 @@ def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:
     env = os.environ if environ is None else environ
     known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
     return sorted(k for k in env if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+
+
+class SettingsError(ValueError):
+    """A ``SEQCAST_*`` variable holds a value the service cannot use; the message names it."""
+
+
+def load_settings() -> Settings:
+    """``Settings()`` from the environment; SettingsError naming each bad variable and why, in a
+    line each (pydantic's own message names the field, not the variable, over a dozen lines)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """One line per problem: ``SEQCAST_WORKERS='abc': Input should be a valid integer ...``; a
+    secret's value is never shown."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not field:  # a check across fields: its message names them
+            lines.append(message)
+            continue
+        variable = f"{ENV_PREFIX}{field.upper()}"
+        info = Settings.model_fields.get(field)
+        secret = info is not None and "SecretStr" in str(info.annotation)
+        shown = "(hidden)" if secret else repr(os.environ.get(variable, error.get("input")))
+        lines.append(f"{variable}={shown}: {message}")
+    return "; ".join(lines)
