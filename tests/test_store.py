@@ -152,6 +152,19 @@ def test_torn_history_line_is_ignored(tmp_path):
     assert store.previous_version(tmp_path, "m") == v1
 
 
+def test_a_history_that_cannot_be_written_does_not_undo_a_switch(tmp_path, caplog):
+    v1, v2 = _publish_many(tmp_path, 2)
+    (tmp_path / "m" / "HISTORY").unlink()
+    (tmp_path / "m" / "HISTORY").mkdir()  # an append fails, as on a full disk
+    with caplog.at_level("WARNING", logger="seqcast.store"):
+        store.set_current(tmp_path, "m", v1, reason="rollback")  # no exception: the switch happened
+    assert store.read_current(tmp_path, "m") == v1
+    assert "now serves" in caplog.text and "HISTORY could not record it" in caplog.text
+    # without a readable history, the version before CURRENT is the newest older one
+    assert store.history(tmp_path, "m") == []
+    assert store.previous_version(tmp_path, "m") is None  # nothing is older than v1
+
+
 def test_prune_keeps_newest_current_and_previous(tmp_path):
     versions = _publish_many(tmp_path, 6)
     store.set_current(tmp_path, "m", versions[1], reason="rollback")  # CURRENT old, previous = newest

@@ -12,7 +12,12 @@ so a model trained here has the weights it would have trained in this process
 DataLoader workers are: a spawned child would import the caller's ``__main__``
 again, and a script without a main guard would run twice. Like those workers,
 each child keeps its threads at ``machine.threads`` (1 by default), so the
-parent's OpenMP pool is never needed in a child.
+parent's OpenMP pool is never needed in a child. The parent must not have run
+torch on several threads before it forks: a child of a process whose OpenMP
+pool has several threads can hang in its first parallel region.
+``training.pipeline.train_run`` sets ``machine.threads`` before any torch work
+for that reason; a program that runs torch on more threads first and then
+trains should set ``machine.jobs = 1``.
 """
 
 from __future__ import annotations

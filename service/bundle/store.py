@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -24,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from service.bundle.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, valid_name
+
+log = logging.getLogger("seqcast.store")
 
 CURRENT_FILE = "CURRENT"
 HISTORY_FILE = "HISTORY"  # JSON lines: every change of CURRENT, oldest first
@@ -141,11 +144,17 @@ def set_current(model_dir: Path, name: str, version: str, reason: str = "publish
         "previous": previous,
         "reason": reason,
     }
-    # One short line per append: O_APPEND writes of this size do not interleave.
-    with open(model_root / HISTORY_FILE, "a") as fh:
-        fh.write(json.dumps(entry) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    # One short line per append: O_APPEND writes of this size do not interleave. CURRENT has
+    # switched by now: a failed append (a full disk) is logged, not raised, or the caller would
+    # report a failure while the new version is live. HISTORY then misses this switch, so
+    # previous_version falls back to the newest older version.
+    try:
+        with open(model_root / HISTORY_FILE, "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        log.warning("%s now serves %s, but its HISTORY could not record it: %s", name, version, exc)
 
 
 def history(model_dir: Path, name: str) -> list[dict[str, str | None]]:
@@ -154,6 +163,9 @@ def history(model_dir: Path, name: str) -> list[dict[str, str | None]]:
     try:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:  # not a readable text file: no history to go by
+        log.warning("%s: HISTORY is unreadable (%s); going by version age", name, exc)
         return []
     out = []
     for line in lines:
