@@ -165,6 +165,26 @@ def test_a_history_that_cannot_be_written_does_not_undo_a_switch(tmp_path, caplo
     assert store.previous_version(tmp_path, "m") is None  # nothing is older than v1
 
 
+def test_temporaries_of_killed_writers_are_removed_once_stale(tmp_path):
+    (v1,) = _publish_many(tmp_path, 1)
+    root = tmp_path / "m"
+    old_dir, old_file, fresh = root / ".tmp-20260101-dead", root / ".tmp-CURRENT-dead", root / ".tmp-busy"
+    old_dir.mkdir()
+    (old_dir / "model.onnx").write_bytes(b"half")
+    old_file.write_text("v")
+    fresh.mkdir()  # another publish, still writing
+    hours_ago = datetime.now(UTC).timestamp() - 2 * 3600
+    for path in (old_dir, old_file):
+        os.utime(path, (hours_ago, hours_ago))
+    store.publish(tmp_path, manifest("20260102T000000Z-0002"), ONNX)  # cleans up after the killed ones
+    assert not old_dir.exists() and not old_file.exists()
+    assert fresh.exists()  # young: maybe a writer at work
+    os.utime(fresh, (hours_ago, hours_ago))
+    store.prune(tmp_path, "m", keep=5)  # prune does too
+    assert not fresh.exists()
+    assert store.read_current(tmp_path, "m") != v1  # the second publish is served
+
+
 def test_prune_keeps_newest_current_and_previous(tmp_path):
     versions = _publish_many(tmp_path, 6)
     store.set_current(tmp_path, "m", versions[1], reason="rollback")  # CURRENT old, previous = newest

@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,9 @@ log = logging.getLogger("seqcast.store")
 CURRENT_FILE = "CURRENT"
 HISTORY_FILE = "HISTORY"  # JSON lines: every change of CURRENT, oldest first
 _TMP_PREFIX = ".tmp-"
+# A temporary entry this old belongs to a writer that was killed: a publish writes its bundle in
+# seconds, and a directory being filled keeps a fresh modification time.
+STALE_SECONDS = 3600
 
 
 class StoreError(Exception):
@@ -121,7 +125,36 @@ def publish(
         raise
     if make_current:
         set_current(model_dir, manifest.name, manifest.version)
+    remove_stale_temps(model_dir, manifest.name)
     return final
+
+
+def remove_stale_temps(model_dir: Path, name: str, older_than: float = STALE_SECONDS) -> list[str]:
+    """Remove the temporary entries (``.tmp-*``) of ``name`` left by writers killed mid-write,
+    those not modified for ``older_than`` seconds; returns their names. Publish and prune call it,
+    so a store that is written to does not collect them."""
+    root = Path(model_dir) / name
+    cutoff = time.time() - older_than
+    removed = []
+    try:
+        entries = [p for p in root.iterdir() if p.name.startswith(_TMP_PREFIX)]
+    except OSError:
+        return []
+    for path in entries:
+        try:
+            if path.lstat().st_mtime >= cutoff:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as exc:  # gone already (another cleaner), or not ours to remove
+            log.warning("%s: could not remove the stale temporary %s: %s", name, path.name, exc)
+            continue
+        removed.append(path.name)
+    if removed:
+        log.info("%s: removed %d stale temporary entries (killed writers): %s", name, len(removed), removed)
+    return removed
 
 
 def set_current(model_dir: Path, name: str, version: str, reason: str = "publish") -> None:
@@ -212,6 +245,7 @@ def prune(model_dir: Path, name: str, keep: int) -> list[str]:
         shutil.rmtree(hidden, ignore_errors=True)
     if doomed:
         _fsync_dir(root)
+    remove_stale_temps(model_dir, name)
     return doomed
 
 
