@@ -11,6 +11,7 @@ from werkzeug.security import safe_join
 from service import forecast
 from service.bundle import store
 from service.bundle.manifest import Intervals, Manifest, valid_name
+from service.bundle.predictor import predict_with_bounds
 from service.errors import Forbidden, ModelNotFound, ReportNotFound, Unauthorized
 from service.metrics import now
 from service.payload import model_response, read_json
@@ -145,11 +146,8 @@ def forecast_view(name: str) -> Response:
     horizon = forecast.check_options(req, manifest)  # 422
     batch = forecast.prepare(req, manifest, horizon)  # 422 naming every bad series
     started = now()
-    learned = None  # a quantile head's bounds, (2, levels, batch, horizon, targets), when asked
-    if req.levels and manifest.spec.bounds_name is not None:
-        y, learned = served.predictor.predict_bounds(batch.x)
-    else:
-        y = served.predictor.predict(batch.x)  # (batch, horizon, targets)
+    # (batch, horizon, targets); a quantile head's bounds too when levels are asked
+    y, learned = predict_with_bounds(served.predictor, batch.x, bool(req.levels))
     app_state.metrics.observe_prediction(name, served.version, len(req.series), now() - started)
     body = forecast.answer(manifest, req, batch, y, learned)  # 422 if a forecast is not finite
     return Response(body, mimetype="application/json", headers={"X-Model-Version": served.version})

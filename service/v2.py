@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from service import __version__
 from service.bundle import intervals
 from service.bundle.manifest import Manifest
+from service.bundle.predictor import predict_with_bounds
 from service.errors import ModelNotFound, NotReady, ServiceError, UnsupportedMediaType, format_loc
 from service.metrics import now
 from service.payload import float_lists, is_json_mimetype, model_response, parse_json, read_body
@@ -247,11 +248,8 @@ def infer(name: str, version: str | None = None) -> Response:
     x = _tensor(req, binary, served)
     levels = sorted({b[1] for b in bounds.values() if b is not None})
     started = now()
-    learned = None  # a quantile head's bounds, (2, levels, batch, horizon, targets), when asked
-    if levels and m.spec.bounds_name is not None:
-        y, learned = served.predictor.predict_bounds(x)
-    else:
-        y = served.predictor.predict(x)  # (batch, horizon, targets)
+    # (batch, horizon, targets); a quantile head's bounds too when bounds are asked
+    y, learned = predict_with_bounds(served.predictor, x, bool(levels))
     app_state.metrics.observe_prediction(name, served.version, x.shape[0], now() - started)
     sides: dict[str, np.ndarray] = {}  # "lower" | "upper" -> (levels, batch, horizon, targets)
     if levels and m.intervals is not None:  # _bound refused bounds of a model without one

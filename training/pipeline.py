@@ -21,7 +21,7 @@ import torch
 
 from service.bundle import intervals, store
 from service.bundle.manifest import DataInfo, Intervals, Manifest, Metrics, NetworkSpec
-from service.bundle.predictor import OnnxPredictor
+from service.bundle.predictor import OnnxPredictor, predict_with_bounds
 from training import recipe, report, report_page
 from training.config import Config, config_to_dict
 from training.data import Dataset, load_dataset, season_for
@@ -209,11 +209,7 @@ def export_run(run: Run) -> Exported:
         log.info("parity %s", line)
     metrics = score_predictor(predictor, run.dataset, run.config.split, run.season)
     # (n, horizon, targets): the served graph on the test windows; a quantile head's bounds too
-    learned = None
-    if unscored.spec.bounds_name is not None:
-        pred, learned = predictor.predict_bounds(test.x)
-    else:
-        pred = predictor.predict(test.x)
+    pred, learned = predict_with_bounds(predictor, test.x, bounds=True)
     manifest = unscored.model_copy(update={"metrics": metrics})
     files = {
         "report/loss.png": report.loss_curve(run.result.history, run.result.best_epoch),

@@ -35,6 +35,17 @@ class Predictor(Protocol):
         ...
 
 
+def predict_with_bounds(
+    predictor: Predictor, x: np.ndarray, bounds: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(forecast, learned)``: with ``bounds`` and a quantile head, its learned bounds too, from
+    the same run (``predict_bounds``); otherwise ``predict`` alone and None (conformal bounds are
+    computed from the forecast, ``service.bundle.intervals``)."""
+    if bounds and predictor.spec.bounds_name is not None:
+        return predictor.predict_bounds(x)
+    return predictor.predict(x), None
+
+
 def warm_up_input(spec: ModelSpec, batch: int = 1) -> np.ndarray:
     """float32 ``(batch, window, features)``: a gentle ramp, so per-window scaling sees a spread."""
     ramp = np.linspace(1.0, 2.0, spec.input_window.length, dtype=np.float32)
