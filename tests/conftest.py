@@ -13,10 +13,8 @@ from typing import Any, NamedTuple
 import pytest
 import torch
 
-# One torch thread for the whole session, as the product's default (machine.threads = 1): the
-# recipe forks its training processes (training.side_by_side), and a child forked from a process
-# whose OpenMP pool already has several threads can hang in its first parallel region (seen once
-# in a full run: a GRU forward in a child, waiting on a futex forever).
+# One torch thread for the whole session, as the product's default (machine.threads = 1): tests
+# that compare timings or weights then see what a user's run sees.
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,10 +1,14 @@
-"""Training side by side (``training.side_by_side``): forked children train the weights this
-process would, in the caller's order, and only when it can help and is allowed.
+"""Training side by side (``training.side_by_side``): children of a fork server train the weights
+this process would, in the caller's order, only when it can help and is allowed, and never inherit
+a lock that one of the caller's threads holds.
 
 Tiny GRU and LSTM models on windows of noise whose targets are twice the last inputs (a second each).
 """
 
 from __future__ import annotations
+
+import os
+import threading
 
 import numpy as np
 import pytest
@@ -53,7 +57,7 @@ def weights(trained: list[tuple[Forecaster, TrainResult]]) -> list[dict[str, tor
     return [model.state_dict() for model, _ in trained]
 
 
-def test_forked_children_train_the_same_weights_in_the_same_order(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_children_train_the_same_weights_in_the_same_order(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(side_by_side, "_cores", lambda: 2)
     machine = MachineConfig(device="cpu", threads=1, progress=False)
     assert processes(machine, 3) == 2
@@ -103,3 +107,45 @@ def test_how_many_processes(
     monkeypatch.setattr(side_by_side, "_cores", lambda: cores)
     machine = MachineConfig(device="cpu", threads=threads, jobs=jobs, progress=False)
     assert processes(machine, n) == expected
+
+
+# Held by a thread of the caller while it trains side by side (test below): a forked child would
+# inherit it held, by a thread that does not exist in the child, and wait on it forever.
+HELD = threading.Lock()
+
+
+def take_the_held_lock(model: Forecaster) -> None:
+    """A ``finish`` step that needs ``HELD`` and records the process it ran in (``model.ran_in``)."""
+    with HELD:
+        model.ran_in = torch.tensor([os.getpid(), os.getppid()])  # type: ignore[assignment]
+
+
+def test_a_caller_with_a_thread_holding_a_lock_still_trains_side_by_side(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CI hang of a recipe test, made certain: the caller's other thread holds a lock when the
+    children start. Children of the fork server start from a fresh interpreter, so they get their own."""
+    monkeypatch.setattr(side_by_side, "_cores", lambda: 2)
+    machine = MachineConfig(device="cpu", threads=1, progress=False)
+    two = jobs()[:2]
+    for job in two:
+        job.finish = take_the_held_lock
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with HELD:
+            taken.set()
+            release.wait(120)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert taken.wait(10)
+    done: list[list[tuple[Forecaster, TrainResult]]] = []
+    trainer = threading.Thread(target=lambda: done.append(train_all(two, machine)), daemon=True)
+    trainer.start()
+    trainer.join(90)  # a few seconds when it works; forked children would wait on HELD forever
+    release.set()
+    assert done, "the children did not finish while a thread of the caller held a lock"
+    for model, _ in done[0]:
+        pid, parent = (int(v) for v in model.ran_in)
+        assert pid != os.getpid() and parent != os.getpid()  # a child, and not a fork of this process

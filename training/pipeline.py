@@ -65,9 +65,8 @@ def train_run(cfg: Config, ds: Dataset | None = None) -> Run:
     """Load data (unless given: a backtest hands in earlier cuts of it), resolve what follows from
     it, then choose (automatic recipe) or fit (a hand-written ``[model]``) the model."""
     if cfg.machine.threads:
-        # Before any torch work here: the recipe forks its training processes
-        # (training.side_by_side), and a child of a process whose OpenMP pool has
-        # several threads can hang in its first parallel region.
+        # Before any torch work here, so this run's own work (the ridge fits, the
+        # scoring) uses the threads it asked for; side-by-side children set theirs.
         torch.set_num_threads(cfg.machine.threads)
     ds = ds if ds is not None else load_dataset(cfg.data)
     season = season_of(cfg, ds)
