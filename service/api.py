@@ -10,7 +10,7 @@ from werkzeug.security import safe_join
 
 from service import forecast
 from service.bundle import store
-from service.bundle.manifest import Intervals, Manifest, valid_name
+from service.bundle.manifest import Intervals, Manifest
 from service.bundle.predictor import predict_with_bounds
 from service.errors import Forbidden, ModelNotFound, ReportNotFound, Unauthorized
 from service.metrics import now
@@ -27,15 +27,16 @@ bp = Blueprint("v1", __name__, url_prefix="/v1")
 def model_info(registry: Registry, name: str) -> ModelInfo:
     """What a client needs to call a model, without loading it."""
     served, failed = registry.served(name), registry.failed(name)
-    current = store.read_current(registry.model_dir, name)
+    wanted = registry.wanted(name)
+    current = wanted.version
     status: ModelStatus = "ready" if served else "failed" if failed else "not_loaded"
-    error = failed.error if failed else None
+    error = failed.error if failed else None if current else f"CURRENT is {wanted.problem}"
     manifest: Manifest | None = served.manifest if served else None
     if manifest is None and current is not None:
         try:
             manifest = store.load_manifest(store.bundle_dir(registry.model_dir, name, current))
         except store.StoreError as exc:
-            status, error = "failed", str(exc)
+            status, error = "failed", registry.public_error(exc)
     return ModelInfo(
         name=name,
         status=status,
@@ -74,7 +75,7 @@ def list_models() -> Response:
 @bp.get("/models/<name>")
 def get_model(name: str) -> Response:
     registry = state().registry
-    if not valid_name(name) or store.read_current(registry.model_dir, name) is None:
+    if not registry.published(name):
         raise ModelNotFound(f"no model named {name!r}; GET /v1/models lists them")
     return model_response(model_info(registry, name))
 
@@ -129,7 +130,7 @@ def reload_view(name: str) -> Response:
     app_state = state()
     require_admin(app_state.settings)
     registry = app_state.registry
-    if not valid_name(name) or store.read_current(registry.model_dir, name) is None:
+    if not registry.published(name):
         raise ModelNotFound(f"no model named {name!r}; GET /v1/models lists them")
     registry.load(name, retry_failed=True)
     return model_response(model_info(registry, name))

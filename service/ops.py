@@ -25,7 +25,8 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """200 once every published model is loaded and warmed up; 503 (error shape) until then."""
+    """200 once every published model serves a valid version (CURRENT's, or the last good one
+    while CURRENT is bad: ``served`` and ``wanted`` differ then); 503 (error shape) until then."""
     registry = state().registry
     if not registry.attempted:
         # Outside gunicorn nothing has loaded the models yet: do it now, unless
@@ -40,8 +41,9 @@ def readyz() -> Response:
         ]
         raise NotReady(reason or "not ready", details)
     served = {n: r.version for n in models if (r := registry.served(n)) is not None}
+    wanted = {n: registry.wanted(n).version for n in models}
     failed = {n: FailedLoad(version=f.version, error=f.error) for n in models if (f := registry.failed(n))}
-    return model_response(Readiness(ready=True, models=models, served=served, failed=failed))
+    return model_response(Readiness(ready=True, models=models, served=served, wanted=wanted, failed=failed))
 
 
 @bp.get("/metrics")

@@ -7,7 +7,13 @@ worker, before it accepts a connection; any other server loads a model on its
 first request (``get``) or on the first ``/readyz``.
 
 For each model the registry keeps a ``Served`` record (manifest, predictor,
-version) and, if the last load failed, a ``Failed`` record. Records are
+version) and, if the last load failed, a ``Failed`` record.
+
+Last known good: a version that fails to load never replaces the one served.
+A worker that starts while CURRENT is bad (names a broken bundle, or is not
+a CURRENT at all) serves the newest version that was current and loads
+(``store.fallback_versions``), so old and new workers serve the same one;
+readiness then says which version is served and which one CURRENT wants. Records are
 immutable and the dicts holding them are replaced, never mutated, under a
 lock: a request takes one ``Served`` and uses it to the end, so a swap never
 mixes two versions in one answer.
@@ -76,8 +82,19 @@ class Registry:
     # -- reading (lock-free) -------------------------------------------------
 
     def names(self) -> list[str]:
-        """Published models: those whose CURRENT names a version (read from disk each call)."""
-        return [n for n in store.list_models(self.model_dir) if store.read_current(self.model_dir, n)]
+        """Published models: those with a CURRENT (even a bad one) or a HISTORY (read from disk each call)."""
+        return [n for n in store.list_models(self.model_dir) if store.published(self.model_dir, n)]
+
+    def published(self, name: str) -> bool:
+        return (
+            valid_name(name)
+            and store.published(self.model_dir, name)
+            and bool(store.list_versions(self.model_dir, name))
+        )
+
+    def wanted(self, name: str) -> store.Current:
+        """What CURRENT names now (never raises; see ``store.current``)."""
+        return store.current(self.model_dir, name)
 
     def served(self, name: str) -> Served | None:
         return self._served.get(name)
@@ -90,7 +107,7 @@ class Registry:
         served = self._served.get(name)
         if served is not None:
             return served
-        if not valid_name(name) or store.read_current(self.model_dir, name) is None:
+        if not self.published(name):
             raise ModelNotFound(f"no model named {name!r}; GET /v1/models lists them")
         self.load(name)
         served = self._served.get(name)
@@ -104,7 +121,7 @@ class Registry:
         names = self.names()
         status = {n: self._status(n) for n in names}
         if not names:
-            return False, status, f"no published model in {self.model_dir}"
+            return False, status, "no published model in MODEL_DIR"
         waiting = sorted(n for n, s in status.items() if s != "ready")
         if waiting:
             return False, status, "not ready: " + ", ".join(f"{n} ({status[n]})" for n in waiting)
@@ -171,17 +188,41 @@ class Registry:
             self._load_locked(name)
 
     def _load_locked(self, name: str) -> None:
-        version = store.read_current(self.model_dir, name)
+        wanted = store.current(self.model_dir, name)
+        version = wanted.version
         current = self._served.get(name)
         failed = self._failed.get(name)
         if current and current.version == version:
             if failed is not None:  # CURRENT moved back to the served version (a rollback)
                 self._failed = {k: v for k, v in self._failed.items() if k != name}
             return
-        if version is None:
-            return
         if failed and failed.version == version:
             return  # retried when CURRENT moves, not on every request
+        if version is None:
+            error = f"CURRENT is {wanted.problem}"
+            log.error("model %s: %s", name, error)
+        else:
+            loaded = self._try(name, version)
+            if isinstance(loaded, Served):
+                self._swap(loaded, current)
+                return
+            error = loaded
+        self._failed = {**self._failed, name: Failed(name, version, error)}
+        if self._on_fail:
+            self._on_fail(name)
+        if current is not None:
+            return  # last known good: the version this worker serves stays served
+        # Nothing served yet (a worker that starts while CURRENT is bad): the newest version that
+        # was current and still loads, so every worker, old or new, serves the same one.
+        for fallback in store.fallback_versions(self.model_dir, name, version):
+            loaded = self._try(name, fallback)
+            if isinstance(loaded, Served):
+                log.warning("model %s: serving %s, the last good version (%s)", name, fallback, error)
+                self._swap(loaded, None)
+                return
+
+    def _try(self, name: str, version: str) -> Served | str:
+        """Load and warm up one version: its record, or the error to show (no absolute paths)."""
         started = time.perf_counter()
         try:
             bundle = store.bundle_dir(self.model_dir, name, version)
@@ -191,14 +232,28 @@ class Registry:
             predictor = self._loader(bundle)  # verifies the hash, opens and warms up the graph
         except Exception as exc:  # any failure of one bundle must leave the others served
             log.error("model %s version %s failed to load: %s", name, version, exc)
-            self._failed = {**self._failed, name: Failed(name, version, f"{type(exc).__name__}: {exc}")}
-            if self._on_fail:
-                self._on_fail(name)
-            return
-        seconds = time.perf_counter() - started
-        record = Served(name, version, manifest, predictor, seconds)
-        self._served = {**self._served, name: record}
-        self._failed = {k: v for k, v in self._failed.items() if k != name}
-        log.info("model %s version %s loaded and warmed up in %.3fs", name, version, seconds)
+            return self.public_error(exc)
+        return Served(name, version, manifest, predictor, time.perf_counter() - started)
+
+    def _swap(self, record: Served, previous: Served | None) -> None:
+        self._served = {**self._served, record.name: record}
+        if record.version == store.current(self.model_dir, record.name).version:
+            self._failed = {k: v for k, v in self._failed.items() if k != record.name}
+        log.info(
+            "model %s version %s loaded and warmed up in %.3fs",
+            record.name,
+            record.version,
+            record.load_seconds,
+        )
         if self._on_swap:
-            self._on_swap(name, current.version if current else None, version)
+            self._on_swap(record.name, previous.version if previous else None, record.version)
+
+    def public_error(self, exc: BaseException) -> str:
+        """``exc`` as a client may read it: paths relative to MODEL_DIR, and onnxruntime's own
+        message (paths, graph internals) left to the worker's log."""
+        if type(exc).__module__.startswith("onnxruntime"):
+            return f"{type(exc).__name__}: onnxruntime could not load the graph (the worker's log says why)"
+        text = f"{type(exc).__name__}: {exc}"
+        for root in sorted({str(self.model_dir.resolve()), str(self.model_dir)}, key=len, reverse=True):
+            text = text.replace(root, "MODEL_DIR")
+        return text[:500]

@@ -148,8 +148,11 @@ class IntervalsInfo(BaseModel):
 class ModelInfo(BaseModel):
     name: str
     status: ModelStatus
-    version: str | None = Field(description="the version this worker serves (or would load: CURRENT)")
-    current: str | None = Field(description="the version CURRENT names on disk")
+    version: str | None = Field(
+        description="the version this worker serves (or would load: CURRENT); the last good one "
+        "while CURRENT's fails to load"
+    )
+    current: str | None = Field(description="the version CURRENT names on disk (null: missing or bad)")
     versions: list[str] = Field(description="published versions, oldest first")
     created: datetime | None = None
     spec: ModelSpec | None = Field(
@@ -193,8 +196,14 @@ class Readiness(BaseModel):
     ready: bool
     models: dict[str, ModelStatus]
     served: dict[str, str] = Field(description="model -> the version this worker serves")
+    wanted: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="model -> the version CURRENT names (null: CURRENT is missing or bad); "
+        "differs from served while the last good version stands in for a version that fails to load",
+    )
     failed: dict[str, FailedLoad] = Field(
-        description="model -> a newer version that failed to load while the last good one stays served"
+        description="model -> the version that failed to load (null: CURRENT itself is bad) "
+        "while the last good one stays served"
     )
 
 

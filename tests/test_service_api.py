@@ -317,7 +317,13 @@ def test_health_and_readiness(client: FlaskClient, tmp_path: Path) -> None:
     assert fresh.extensions["seqcast"].registry.served("uni") is None  # nothing loads in the factory
     r = fresh.test_client().get("/readyz")
     assert r.status_code == 200
-    assert r.get_json() == {"ready": True, "models": {"uni": "ready"}, "served": {"uni": "v1"}, "failed": {}}
+    assert r.get_json() == {
+        "ready": True,
+        "models": {"uni": "ready"},
+        "served": {"uni": "v1"},
+        "wanted": {"uni": "v1"},
+        "failed": {},
+    }
 
 
 def test_openapi_is_built_from_the_validating_models(client: FlaskClient) -> None:

@@ -20,10 +20,12 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from service.bundle.manifest import MANIFEST_FILE, MODEL_FILE, Manifest, valid_name
 
@@ -264,13 +266,89 @@ def write_record(model_dir: Path, name: str, folder: str, filename: str, data: b
     return target_dir / filename
 
 
-def read_current(model_dir: Path, name: str) -> str | None:
-    """The version CURRENT names, or None if the model has no CURRENT."""
+CURRENT_MAX_BYTES = 256  # a version id is ~30 bytes; anything longer is not a CURRENT this store wrote
+
+
+class Current(NamedTuple):
+    """What ``CURRENT`` says: a version, or why it names none (``problem``: missing, empty, ...)."""
+
+    version: str | None
+    problem: str | None
+
+
+def current(model_dir: Path, name: str) -> Current:
+    """Read ``CURRENT`` without trusting it: a plain file inside the store (not a symlink, not a
+    directory), at most ``CURRENT_MAX_BYTES``, UTF-8, naming a valid version. Never raises: the
+    service reads it on every poll and readiness probe, and a bad CURRENT must not fail either."""
+    path = Path(model_dir) / name / CURRENT_FILE
     try:
-        text = (Path(model_dir) / name / CURRENT_FILE).read_text().strip()
+        # O_NOFOLLOW: a CURRENT symlinked to a system file is refused, not read
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
-        return None
-    return text or None
+        return Current(None, "missing")
+    except OSError as exc:
+        kind = "a symlink" if path.is_symlink() else exc.strerror or "unreadable"
+        return Current(None, f"not a plain file ({kind})")
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return Current(None, "not a plain file")
+        data = os.read(fd, CURRENT_MAX_BYTES + 1)
+    except OSError as exc:
+        return Current(None, f"unreadable ({exc.strerror or exc})")
+    finally:
+        os.close(fd)
+    if len(data) > CURRENT_MAX_BYTES:
+        return Current(None, f"longer than {CURRENT_MAX_BYTES} bytes")
+    try:
+        text = data.decode().strip()
+    except UnicodeDecodeError:
+        return Current(None, "not UTF-8 text")
+    if not text:
+        return Current(None, "empty")
+    if not valid_name(text):
+        return Current(None, "not a version name")  # never echoed: its content is not ours to show
+    return Current(text, None)
+
+
+def read_current(model_dir: Path, name: str) -> str | None:
+    """The version CURRENT names; None if the model has none (missing or empty CURRENT).
+
+    Raises ``StoreError`` for a CURRENT that exists but is not one this store
+    wrote (see ``current``): a command that acts on the served version must not
+    guess it.
+    """
+    found = current(model_dir, name)
+    if found.version is None and found.problem not in ("missing", "empty"):
+        raise StoreError(f"{name}: CURRENT is {found.problem}")
+    return found.version
+
+
+def published(model_dir: Path, name: str) -> bool:
+    """Whether ``name`` was ever made current: it has a CURRENT file (even a bad one) or a HISTORY."""
+    root = Path(model_dir) / name
+    return os.path.lexists(root / CURRENT_FILE) or (root / HISTORY_FILE).is_file()
+
+
+def fallback_versions(model_dir: Path, name: str, wanted: str | None) -> list[str]:
+    """Versions to serve, best first, when ``wanted`` (CURRENT's version, or None) cannot be.
+
+    First those that were current, newest first (HISTORY); then the others older
+    than ``wanted``, newest first. A version newer than ``wanted`` that was never
+    current (a challenger that lost) is never chosen, unless CURRENT names
+    nothing and HISTORY is gone: then every version is a candidate.
+    """
+    versions = list_versions(model_dir, name)
+    existing = set(versions)
+    order: list[str] = []
+    for entry in reversed(history(model_dir, name)):
+        for key in ("version", "previous"):
+            v = entry.get(key)
+            if isinstance(v, str) and v in existing and v != wanted and v not in order:
+                order.append(v)
+    rest = [
+        v for v in reversed(versions) if v not in order and v != wanted and (wanted is None or v < wanted)
+    ]
+    return order + rest
 
 
 def list_models(model_dir: Path) -> list[str]:
@@ -279,17 +357,22 @@ def list_models(model_dir: Path) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(
-        p.name for p in root.iterdir() if p.is_dir() and valid_name(p.name) and list_versions(root, p.name)
+        p.name
+        for p in root.iterdir()
+        if valid_name(p.name) and not p.is_symlink() and p.is_dir() and list_versions(root, p.name)
     )
 
 
 def list_versions(model_dir: Path, name: str) -> list[str]:
-    """Complete versions of one model, oldest first (versions sort by time)."""
+    """Complete versions of one model, oldest first (versions sort by time). A version directory
+    that is a symlink is not one: the store serves only what lies inside it."""
     root = Path(model_dir) / name
-    if not root.is_dir():
+    if not root.is_dir() or root.is_symlink():
         return []
     return sorted(
-        p.name for p in root.iterdir() if p.is_dir() and valid_name(p.name) and (p / MANIFEST_FILE).is_file()
+        p.name
+        for p in root.iterdir()
+        if valid_name(p.name) and not p.is_symlink() and p.is_dir() and (p / MANIFEST_FILE).is_file()
     )
 
 
@@ -299,9 +382,20 @@ def bundle_dir(model_dir: Path, name: str, version: str) -> Path:
     return Path(model_dir) / name / version
 
 
+def _refuse_links(*paths: Path) -> None:
+    """A bundle, its manifest and its graph are the store's own files: a symlink (to a file
+    outside the store, or to ``/dev/zero``) is refused before anything reads through it."""
+    for path in paths:
+        if path.is_symlink():
+            raise StoreError(f"{path}: a symlink; the store serves only files inside it")
+        if path.exists() and not (path.is_dir() or path.is_file()):
+            raise StoreError(f"{path}: not a plain file")
+
+
 def load_manifest(bundle: Path) -> Manifest:
     """Read and validate ``manifest.json`` of a bundle directory (see ``Manifest.from_stored``)."""
     path = Path(bundle) / MANIFEST_FILE
+    _refuse_links(Path(bundle), path)
     try:
         text = path.read_text()
     except OSError as exc:
@@ -318,6 +412,7 @@ def verify_bundle(bundle: Path) -> Manifest:
     """Load the manifest and check that model.onnx is the file it names."""
     manifest = load_manifest(bundle)
     onnx_path = Path(bundle) / MODEL_FILE
+    _refuse_links(onnx_path)
     if not onnx_path.is_file():
         raise StoreError(f"{onnx_path}: missing")
     if sha256_file(onnx_path) != manifest.onnx_sha256:
