@@ -214,6 +214,8 @@ def _last_timestamp(series: SeriesIn, count: int, freq: Frequency | None) -> tup
             raise _Bad(("timestamps",), "mixes times with and without a UTC offset") from None
         if not increasing:
             raise _Bad(("timestamps",), "must be strictly increasing")
+        if freq is not None:
+            _check_regular([t for t, _ in parsed], freq)
         return parsed[-1][0], all(bare for _, bare in parsed)
     if series.start is not None:
         try:
@@ -222,11 +224,40 @@ def _last_timestamp(series: SeriesIn, count: int, freq: Frequency | None) -> tup
             raise _Bad(("start",), "not an ISO 8601 date or date-time") from None
         if freq is None:
             return None
+        if not freq.on_offset(start):
+            raise _Bad(("start",), _off_offset(start, freq))
         try:
             return freq.last_of(start, count), bare
         except (OverflowError, ValueError):
             raise _Bad(("start",), "the series would run past year 9999") from None
     return None
+
+
+def _off_offset(t: datetime, freq: Frequency) -> str:
+    after = freq.after(t, 1)[0].isoformat()
+    return f"{t.isoformat()} is not on the model's frequency {freq.alias} (the next date on it: {after})"
+
+
+def _check_regular(stamps: list[datetime], freq: Frequency) -> None:
+    """Timestamps one step of the model's frequency apart, the first on its offset: else the
+    forecast's dates (and what the model reads as one step) would be silently wrong."""
+    if not freq.on_offset(stamps[0]):
+        raise _Bad(("timestamps", 0), _off_offset(stamps[0], freq))
+    for i in range(1, len(stamps)):
+        try:
+            expected = freq.following(stamps[i - 1])
+        except (OverflowError, ValueError):
+            raise _Bad(("timestamps", i), "past year 9999") from None
+        got = stamps[i]
+        same = (
+            got.replace(tzinfo=None) == expected.replace(tzinfo=None) if freq.wall_clock else got == expected
+        )
+        if not same:
+            raise _Bad(
+                ("timestamps", i),
+                f"{got.isoformat()} is not one step ({freq.alias}) after {stamps[i - 1].isoformat()}: "
+                f"expected {expected.isoformat()} (a missing, extra or shifted step)",
+            )
 
 
 def _forecast_timestamps(

@@ -109,6 +109,16 @@ class Frequency:
             return t + timedelta(days=7 * self.n * k)
         return self._business(t, self.n * k)
 
+    def following(self, t: datetime) -> datetime:
+        """The timestamp one step after ``t``, which must be on the offset."""
+        return self._step(t, 1)
+
+    @property
+    def wall_clock(self) -> bool:
+        """Whether steps are compared as local dates and times (a day or longer: a daylight-saving
+        change of a timestamp's UTC offset does not move a daily or monthly step), not as instants."""
+        return self.tick is None or self.tick >= timedelta(days=1)
+
     def _first(self, t: datetime) -> datetime:
         return t if self.on_offset(t) else self._next_anchor(t)
 

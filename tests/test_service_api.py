@@ -418,6 +418,10 @@ def months(*m: int, suffix: str = "") -> list[str]:
     return [f"2020-{i:02d}-01{suffix}" for i in m]
 
 
+def hours(*times: str) -> list[str]:
+    return [f"2026-03-01T{t}" for t in times]
+
+
 INVALID = (422, "invalid_request")
 MIXED_ZONES = [*months(1, 2, 3, 4, 5, suffix="T00:00"), "2020-06-01T00:00Z"]
 BAD: list[tuple[str, str, Any, str, tuple[int, str], list[Any] | None]] = [
@@ -478,6 +482,19 @@ BAD: list[tuple[str, str, Any, str, tuple[int, str], list[Any] | None]] = [
      ["series", 0, "timestamps"]),
     ("timestamps-mixed-zones", "uni", one(timestamps=MIXED_ZONES), JSON, INVALID, [*V[:2], "timestamps"]),
     ("forecast-past-9999", "uni", one(start="9999-07-01"), JSON, INVALID, ["series", 0, "start"]),
+    # dates must follow the model's frequency (uni: MS, month starts; multi: h), else a 422 at the first fault
+    ("timestamps-missing-month", "uni", one(timestamps=months(1, 2, 3, 5, 6, 7)), JSON, INVALID,
+     ["series", 0, "timestamps", 3]),
+    ("timestamps-daily-for-monthly", "uni", one(timestamps=[f"2020-01-0{d}" for d in range(1, 7)]), JSON,
+     INVALID, ["series", 0, "timestamps", 1]),
+    ("timestamps-mid-month", "uni", one(timestamps=[f"2020-{m:02d}-15" for m in range(1, 7)]), JSON, INVALID,
+     ["series", 0, "timestamps", 0]),
+    ("start-mid-month", "uni", one(start="2020-01-15"), JSON, INVALID, ["series", 0, "start"]),
+    ("start-month-end", "uni", one(start="2020-01-31"), JSON, INVALID, ["series", 0, "start"]),
+    ("hourly-with-a-gap", "multi", one([[1, 2, 3]] * 4, timestamps=hours("10:00", "11:00", "13:00", "14:00")),
+     JSON, INVALID, ["series", 0, "timestamps", 2]),
+    ("hourly-shifted", "multi", one([[1, 2, 3]] * 4, timestamps=hours("10:30", "11:30", "12:30", "13:00")),
+     JSON, INVALID, ["series", 0, "timestamps", 3]),
     ("unknown-model", "nope", one(), JSON, (404, "model_not_found"), None),
     ("not-a-model-name", "..", one(), JSON, (404, "model_not_found"), None),
     ("staged-without-current", "staged", one(), JSON, (404, "model_not_found"), None),
