@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import Blueprint, Response, request
 from werkzeug.security import safe_join
 
-from service import forecast
+from service import forecast, requestlog
 from service.bundle import store
 from service.bundle.manifest import Intervals, Manifest
 from service.bundle.predictor import predict_with_bounds
@@ -150,5 +150,6 @@ def forecast_view(name: str) -> Response:
     # (batch, horizon, targets); a quantile head's bounds too when levels are asked
     y, learned = predict_with_bounds(served.predictor, batch.x, bool(req.levels))
     app_state.metrics.observe_prediction(name, served.version, len(req.series), now() - started)
+    requestlog.note_model(name, served.version, len(req.series))
     body = forecast.answer(manifest, req, batch, y, learned)  # 422 if a forecast is not finite
     return Response(body, mimetype="application/json", headers={"X-Model-Version": served.version})

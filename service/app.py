@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask
 
-from service import api, errors, ops, v2
+from service import api, errors, ops, requestlog, v2
 from service import state as app_state
 from service.bundle.predictor import OnnxPredictor
 from service.metrics import Metrics, now
@@ -36,10 +36,17 @@ def _configure_logging(level: str) -> None:
             logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
         )
         logger.addHandler(handler)
+        # request lines are JSON already (service.requestlog): written as they are, one per line
+        lines = logging.StreamHandler(sys.stderr)
+        lines.setFormatter(logging.Formatter("%(message)s"))
+        requests = logging.getLogger(requestlog.log.name)
+        requests.addHandler(lines)
+        requests.propagate = False
 
 
-def _instrument(app: Flask, metrics: Metrics) -> None:
-    """Count and time every request by route template (bounded label values), log errors.
+def _instrument(app: Flask, metrics: Metrics, request_log: bool) -> None:
+    """Count and time every request by route template (bounded label values), give it a request
+    id (``X-Request-Id``), and write its JSON log line (``service.requestlog``).
 
     A WSGI wrapper, not Flask hooks: it sees every response (error handlers
     included) and costs a fraction of a ``before/after_request`` pair with their
@@ -49,26 +56,25 @@ def _instrument(app: Flask, metrics: Metrics) -> None:
 
     def timed(environ: dict[str, Any], start_response: Any) -> Any:
         started = now()
+        rid = requestlog.request_id(environ)
         seen: list[tuple[str, Any]] = []
 
         def capture(status: str, headers: Any, exc_info: Any = None) -> Any:
             # Flask starts the response while its request (and the matched rule) is
             # still in the environ; it clears it once the request context is popped.
             seen.append((status, getattr(environ.get("werkzeug.request"), "url_rule", None)))
-            return start_response(status, headers, exc_info)
+            return start_response(status, [*headers, (requestlog.HEADER, rid)], exc_info)
 
         result = inner(environ, capture)
         status, rule = seen[0] if seen else ("500", None)
         method = environ.get("REQUEST_METHOD", "")
+        method = method if method in _METHODS else "OTHER"
+        route = rule.rule if rule is not None else "<unmatched>"
         code = int(status[:3])
-        metrics.observe_request(
-            rule.rule if rule is not None else "<unmatched>",
-            method if method in _METHODS else "OTHER",
-            code,
-            now() - started,
-        )
-        if code >= 400 and log.isEnabledFor(logging.INFO):
-            log.info("%s %s -> %d", method, environ.get("PATH_INFO", ""), code)
+        seconds = now() - started
+        metrics.observe_request(route, method, code, seconds)
+        if request_log and requestlog.log.isEnabledFor(logging.INFO):
+            requestlog.log.info(requestlog.line(environ, method, route, code, seconds).decode())
         return result
 
     app.wsgi_app = timed  # type: ignore[method-assign]
@@ -94,7 +100,7 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
     app_state.init_app(app, app_state.State(settings, registry, metrics))
 
     errors.init_app(app)
-    _instrument(app, metrics)
+    _instrument(app, metrics, settings.request_log)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(v2.bp)

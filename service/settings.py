@@ -58,7 +58,12 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     access_log: bool = Field(
-        default=False, description="gunicorn access log to stdout (metrics count requests)"
+        default=False, description="gunicorn access log to stdout (the request log below says more)"
+    )
+    request_log: bool = Field(
+        default=True,
+        description="one JSON line per request on stderr: time, request id, method, route, status, "
+        "duration, model, version, series (service/requestlog.py)",
     )
     timeout: int = Field(
         default=30, ge=1, le=3600, description="gunicorn: kill a worker silent this long (s)"

@@ -24,7 +24,7 @@ import numpy as np
 from flask import Blueprint, Response, request
 from pydantic import ValidationError
 
-from service import __version__
+from service import __version__, requestlog
 from service.bundle import intervals
 from service.bundle.manifest import Manifest
 from service.bundle.predictor import predict_with_bounds
@@ -251,6 +251,7 @@ def infer(name: str, version: str | None = None) -> Response:
     # (batch, horizon, targets); a quantile head's bounds too when bounds are asked
     y, learned = predict_with_bounds(served.predictor, x, bool(levels))
     app_state.metrics.observe_prediction(name, served.version, x.shape[0], now() - started)
+    requestlog.note_model(name, served.version, x.shape[0])
     sides: dict[str, np.ndarray] = {}  # "lower" | "upper" -> (levels, batch, horizon, targets)
     if levels and m.intervals is not None:  # _bound refused bounds of a model without one
         sides["lower"], sides["upper"] = intervals.stacked_bounds(m.intervals, x, y, levels, learned)
