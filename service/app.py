@@ -12,9 +12,10 @@ import sys
 from functools import partial
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from service import api, errors, ops, requestlog, v2
+from service import api, auth, errors, ops, requestlog, v2
 from service import state as app_state
 from service.bundle.predictor import OnnxPredictor
 from service.metrics import Metrics, now
@@ -97,9 +98,14 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
         on_swap=metrics.model_swapped,
         on_fail=metrics.load_failed,
     )
-    app_state.init_app(app, app_state.State(settings, registry, metrics))
+    keys = auth.from_settings(settings)
+    app_state.init_app(app, app_state.State(settings, registry, metrics, keys))
 
     errors.init_app(app)
+    app.before_request(lambda: keys.check(request))  # 401/403/429 where a key is set for the route
+    if settings.proxy_hops:
+        # the client address (throttling) is the one the trusted proxies forwarded
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)  # type: ignore[method-assign]
     _instrument(app, metrics, settings.request_log)
     app.register_blueprint(ops.bp)
     app.register_blueprint(api.bp)

@@ -36,10 +36,13 @@ class ServiceError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, message: str, details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or []
+        self.headers = headers or {}
 
 
 class MalformedJSON(ServiceError):
@@ -92,6 +95,18 @@ class Forbidden(ServiceError):
     status, code = 403, "forbidden"
 
 
+class RequestTimeout(ServiceError):
+    """408: the request body stopped arriving (``SEQCAST_READ_TIMEOUT``)."""
+
+    status, code = 408, "request_timeout"
+
+
+class TooManyAttempts(ServiceError):
+    """429: this client sent too many wrong keys lately (``Retry-After`` says when to try again)."""
+
+    status, code = 429, "too_many_attempts"
+
+
 def format_loc(loc: Loc) -> str:
     """``["series", 0, "values"]`` -> ``series[0].values``; ``[]`` -> ``body``."""
     out = ""
@@ -133,7 +148,9 @@ def render(status: int, code: str, message: str, details: list[dict[str, Any]] |
 
 
 def handle_service_error(exc: ServiceError) -> Response:
-    return render(exc.status, exc.code, exc.message, exc.details)
+    response = render(exc.status, exc.code, exc.message, exc.details)
+    response.headers.update(exc.headers)
+    return response
 
 
 def handle_http_exception(exc: HTTPException) -> Response:

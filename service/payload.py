@@ -7,7 +7,9 @@ checked by tests/test_intervals.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,7 +20,7 @@ from pydantic import BaseModel
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from werkzeug.wsgi import get_content_length
 
-from service.errors import MalformedBody, MalformedJSON, UnsupportedMediaType
+from service.errors import MalformedBody, MalformedJSON, RequestTimeout, UnsupportedMediaType
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -30,22 +32,29 @@ def is_json_mimetype(mimetype: str) -> bool:
     )
 
 
-def read_json(limit: int | None) -> Any:
-    """The request's parsed JSON body: 415 unless declared as JSON, 413 past ``limit`` bytes, 400 if
-    malformed."""
+def read_json(limit: int | None, timeout: float | None = None) -> Any:
+    """The request's parsed JSON body: 415 unless declared as JSON, 413 past ``limit`` bytes, 408 if
+    it stalls for ``timeout`` seconds, 400 if malformed."""
     environ = request.environ
     # The common header needs no parsing (werkzeug's costs a few microseconds).
     if environ.get("CONTENT_TYPE") != "application/json" and not is_json_mimetype(request.mimetype):
         got = request.mimetype or "no Content-Type"
         raise UnsupportedMediaType(f"expected Content-Type: application/json, got {got}")
-    return parse_json(read_body(limit, environ))
+    return parse_json(read_body(limit, environ, timeout))
 
 
 BLOCK = 64 * 1024  # bytes read at a time from a body of unknown length
 
 
-def read_body(limit: int | None, environ: WSGIEnvironment) -> bytes:
-    """The raw body; 413 past ``limit`` (the app's ``MAX_CONTENT_LENGTH``), declared or streamed.
+def read_body(limit: int | None, environ: WSGIEnvironment, timeout: float | None = None) -> bytes:
+    """The raw body; 413 past ``limit`` (the app's ``MAX_CONTENT_LENGTH``), declared or streamed;
+    408 when no byte of it arrives for ``timeout`` seconds (``SEQCAST_READ_TIMEOUT``).
+
+    Under gunicorn the connection's socket gets ``timeout`` while the body is
+    read, whatever the worker class: a client that sends its headers and half a
+    body otherwise holds a sync worker until gunicorn kills it, and a gthread
+    thread for ever. The timeout is between two reads, as nginx's
+    ``client_body_timeout``: a body that keeps arriving is read to its end.
 
     With a ``Content-Length`` and a server that bounds the input stream by it
     (``wsgi.input_terminated``: gunicorn) the body is read in one call.
@@ -57,6 +66,26 @@ def read_body(limit: int | None, environ: WSGIEnvironment) -> bytes:
     first was valid JSON, answered as if the rest were not there. Anything else
     (other servers) goes through werkzeug.
     """
+    sock = environ.get("gunicorn.socket")
+    if sock is None or timeout is None:
+        return _read(limit, environ)
+    previous = sock.gettimeout()
+    sock.settimeout(timeout)
+    try:
+        return _read(limit, environ)
+    except TimeoutError:
+        # Nothing more is read from this connection: gunicorn would otherwise drain what is
+        # left of the body before the next request (keep-alive), on a thread with no timeout.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RD)
+        raise RequestTimeout(
+            f"the request body stalled: no byte for {timeout:g} s (SEQCAST_READ_TIMEOUT)"
+        ) from None
+    finally:
+        sock.settimeout(previous)
+
+
+def _read(limit: int | None, environ: WSGIEnvironment) -> bytes:
     length = get_content_length(environ)  # None when absent, invalid or chunked
     if environ.get("wsgi.input_terminated"):
         if length is None:
@@ -65,6 +94,8 @@ def read_body(limit: int | None, environ: WSGIEnvironment) -> bytes:
             raise RequestEntityTooLarge()
         try:
             data: bytes = environ["wsgi.input"].read(length)
+        except TimeoutError:
+            raise
         except (OSError, ValueError):  # the client reset the connection mid-body (werkzeug's 400)
             raise ClientDisconnected() from None
         return data
@@ -80,6 +111,8 @@ def _read_unsized(stream: Any, limit: int | None) -> bytes:
             block: bytes = stream.read(BLOCK)
         except ParseException as exc:  # gunicorn's reader: a bad chunk size, a missing CRLF
             raise MalformedBody(f"malformed chunked body: {type(exc).__name__}") from None
+        except TimeoutError:
+            raise
         except (OSError, ValueError):  # the client went away mid-body
             raise ClientDisconnected() from None
         if not block:

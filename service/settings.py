@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     timeout: int = Field(
         default=30, ge=1, le=3600, description="gunicorn: kill a worker silent this long (s)"
     )
+    read_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="408 when a request body stalls this long between two reads (any worker class); "
+        "below timeout, so no worker is killed for a slow client",
+    )
     graceful_timeout: int = Field(
         default=20, ge=1, le=3600, description="gunicorn: finish in-flight work (s)"
     )
@@ -87,10 +94,31 @@ class Settings(BaseSettings):
 
     admin_key: SecretStr | None = Field(
         default=None,
-        description="admin key (Authorization: Bearer) for POST /v1/models/<name>/reload; unset: open",
+        description="admin key for POST /v1/models/<name>/reload (and every other route); unset: open",
+    )
+    admin_key_file: Path | None = Field(
+        default=None, description="a file holding the admin key (re-read when it changes)"
+    )
+    api_keys: SecretStr | None = Field(
+        default=None, description="comma-separated keys for the /v1 and /v2 model routes; unset: open"
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="a file of API keys, one per line ('#' comments), re-read when it changes: rotation",
+    )
+    metrics_key: SecretStr | None = Field(default=None, description="key for GET /metrics; unset: open")
+    auth_failures: int = Field(
+        default=10, ge=1, le=10_000, description="wrong keys a client may send per window before 429"
+    )
+    auth_window_seconds: float = Field(default=60.0, gt=0, le=86_400, description="the throttle's window")
+    proxy_hops: int = Field(
+        default=0,
+        ge=0,
+        le=5,
+        description="trusted proxies in front (X-Forwarded-For hops): the client is the address they pass on",
     )
 
-    @field_validator("admin_key", mode="before")
+    @field_validator("admin_key", "api_keys", "metrics_key", "admin_key_file", "api_keys_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # Compose passes SEQCAST_ADMIN_KEY= (empty) when the host variable is unset.
@@ -112,6 +140,20 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _key_files(self) -> Settings:
+        # read now, so a missing or empty key file stops the server instead of leaving it open
+        for field, path in (("admin_key_file", self.admin_key_file), ("api_keys_file", self.api_keys_file)):
+            if path is None:
+                continue
+            try:
+                keys = read_key_file(path)
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"{field} {str(path)!r}: cannot read it ({exc})") from None
+            if not keys:
+                raise ValueError(f"{field} {str(path)!r} holds no key")
+        return self
+
+    @model_validator(mode="after")
     def _safe(self) -> Settings:
         if not self.model_dir.is_dir():
             raise ValueError(f"model_dir {str(self.model_dir)!r} is not a directory (SEQCAST_MODEL_DIR)")
@@ -126,6 +168,11 @@ class Settings(BaseSettings):
                     f"{self.threads} threads needs {busy} cores, this machine has {cores}; "
                     "unset SEQCAST_INTRA_OP_THREADS to size it automatically"
                 )
+        if self.read_timeout >= self.timeout:
+            raise ValueError(
+                f"read_timeout={self.read_timeout:g} must be below timeout={self.timeout}: "
+                "a stalled upload would otherwise get the worker killed"
+            )
         if 0 < self.poll_seconds < 0.5:
             raise ValueError(f"poll_seconds={self.poll_seconds}: at most twice a second, or 0 to disable")
         if self.workers > 4 * cores:
@@ -141,6 +188,13 @@ class Settings(BaseSettings):
         if self.intra_op_threads is not None:
             return self.intra_op_threads
         return max(1, usable_cores() // (self.workers * self.threads))
+
+
+def read_key_file(path: Path) -> list[str]:
+    """Keys in a file: one per line, blank lines and ``#`` comments skipped. Raises OSError, or
+    ValueError when it is not UTF-8."""
+    text = path.read_bytes().decode()
+    return [k for line in text.splitlines() if (k := line.split("#", 1)[0].strip())]
 
 
 def unknown_variables(environ: dict[str, str] | None = None) -> list[str]:

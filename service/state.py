@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 
+from service.auth import Auth
 from service.metrics import Metrics
 from service.registry import Registry
 from service.settings import Settings
@@ -18,6 +19,7 @@ class State:
     settings: Settings
     registry: Registry
     metrics: Metrics
+    auth: Auth
 
 
 def state() -> State:

@@ -122,7 +122,8 @@ def _read_request() -> tuple[Any, bytes]:
     mimetype = request.mimetype
     if mimetype and not is_json_mimetype(mimetype) and mimetype != "application/octet-stream":
         raise UnsupportedMediaType(f"expected application/json or application/octet-stream, got {mimetype}")
-    data = read_body(state().settings.max_body_bytes, request.environ)
+    settings = state().settings
+    data = read_body(settings.max_body_bytes, request.environ, settings.read_timeout)
     header = request.headers.get(HEADER_LENGTH)
     if header is None:
         return parse_json(data), b""
