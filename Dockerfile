@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
-# Two images from one file:
+# Three images from one file:
 #   docker build --target service -t seqcast-service .   # flask + gunicorn + onnxruntime, no torch
 #   docker build --target trainer -t seqcast-trainer .   # torch (CPU build by default), entrypoint `seqcast`
+#   docker build --target proxy -t seqcast-proxy .       # nginx from Debian, in front of the service
 # Dependencies are installed from pyproject.toml before any code is copied, so a
 # code change rebuilds only the last layers.
 
@@ -54,8 +55,25 @@ COPY configs/ ./configs/
 COPY data/ ./data/
 RUN pip install --no-deps . \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin seqcast \
-    && mkdir -p /models && chown seqcast /models
+    && mkdir -p /models /keys && chown seqcast /models /keys
 USER 10001
 VOLUME ["/models"]
 ENTRYPOINT ["seqcast"]
 CMD ["--help"]
+
+# The reverse proxy of the Compose stack: Debian's nginx, run as a non-root user
+# on port 8000, its configuration filled from the environment at start
+# (deploy/proxy-entrypoint.sh; docs/operations.md, "The reverse proxy").
+FROM debian:bookworm-slim AS proxy
+# hadolint ignore=DL3008  # Debian's stable nginx, security updates included, whatever the point release
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nginx-light \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 --shell /usr/sbin/nologin seqcast
+COPY deploy/nginx.conf.template /etc/seqcast/nginx.conf.template
+COPY deploy/proxy-entrypoint.sh /usr/local/bin/seqcast-proxy
+USER 10001
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8000"]
+ENTRYPOINT ["seqcast-proxy"]

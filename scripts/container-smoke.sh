@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Container smoke test: build both images, prove the service image has no torch,
-# run the Compose stack, wait for /readyz, forecast, run the retraining job, see
-# the new version served without restarting `api`, tear everything down.
+# Container smoke test: build the three images, prove the service image has no
+# torch, run the Compose stack, wait for /readyz through the proxy, forecast,
+# hold 16 stalled uploads open and see a normal forecast still answered in under
+# a second, run the retraining job, see the new version served without
+# restarting `api`, tear everything down.
 #
 #   scripts/container-smoke.sh                          # Docker
 #   . ../shared/tools/containers/env.sh                  # or podman, host networking only:
@@ -22,6 +24,7 @@ BUILD_ARGS=${BUILD_ARGS:-}
 URL=${URL:-http://127.0.0.1:8000}
 SERVICE_IMAGE=seqcast-service:latest
 TRAINER_IMAGE=seqcast-trainer:latest
+PROXY_IMAGE=seqcast-proxy:latest
 times=()
 
 step() {  # step NAME COMMAND...: run, time, and remember the duration
@@ -79,6 +82,16 @@ seed_weak() {
     $COMPOSE --profile retrain run --rm retrain train --config configs/demo.toml --model-dir /models --epochs 2 -q
 }
 
+admin_key() {  # the key seed wrote: reload needs it (401 without, 200 with)
+    local key code
+    key=$($COMPOSE exec -T api cat /keys/admin)
+    [ -n "$key" ] || { echo "no admin key in /keys/admin" >&2; return 1; }
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$URL/v1/models/demo/reload")
+    [ "$code" = 401 ] || { echo "reload without the key: $code, expected 401" >&2; return 1; }
+    curl -fsS -o /dev/null -X POST -H "Authorization: Bearer $key" "$URL/v1/models/demo/reload"
+    echo "reload: 401 without the admin key, 200 with it"
+}
+
 api_container() {  # by Compose's labels, which docker compose and podman-compose both set
     $DOCKER ps -q --filter label=com.docker.compose.project=seqcast --filter label=com.docker.compose.service=api | head -1
 }
@@ -86,6 +99,7 @@ started_at() { $DOCKER inspect --format '{{.State.StartedAt}}' "$(api_container)
 
 step "build service image" build service "$SERVICE_IMAGE"
 step "build trainer image" build trainer "$TRAINER_IMAGE"
+step "build proxy image" build proxy "$PROXY_IMAGE"
 step "service image has no torch" no_torch
 $COMPOSE --profile retrain down -v >/dev/null 2>&1 || true
 step "seed a weak demo model" seed_weak
@@ -94,6 +108,8 @@ step "wait for /readyz" wait_ready
 first=$(forecast_version)
 echo "forecast served by version $first: $(head -c 200 /tmp/seqcast-smoke-forecast.json)"
 [ -n "$first" ] || { echo "no X-Model-Version header" >&2; exit 1; }
+step "16 stalled clients via the proxy" python3 scripts/stalled_clients.py "$URL" --model demo --clients 16 --under 1.0
+step "admin key made by seed" admin_key
 api_started=$(started_at)
 step "retrain job" $COMPOSE --profile retrain run --rm retrain retrain --config configs/demo.toml --model-dir /models \
     --set retrain.config_from=job
@@ -113,6 +129,7 @@ echo "api not restarted (started $api_started)"
 service_size=$($DOCKER image inspect --format '{{.Size}}' "$SERVICE_IMAGE")
 trainer_size=$($DOCKER image inspect --format '{{.Size}}' "$TRAINER_IMAGE")
 echo
-echo "image sizes: service $((service_size / 1048576)) MiB, trainer $((trainer_size / 1048576)) MiB"
+proxy_size=$($DOCKER image inspect --format '{{.Size}}' "$PROXY_IMAGE")
+echo "image sizes: service $((service_size / 1048576)) MiB, trainer $((trainer_size / 1048576)) MiB, proxy $((proxy_size / 1048576)) MiB"
 printf '%s\n' "${times[@]}"
 echo "container smoke: OK"
