@@ -28,7 +28,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from service import gunicorn_errors
 from service.settings import SettingsError, load_settings
+
+gunicorn_errors.install()  # its own 400/414/431 answers as JSON, in every worker forked later
 
 try:
     _settings = load_settings()

@@ -49,6 +49,8 @@ def test_the_window_scaling_is_finite_for_every_finite_window(window: np.ndarray
     norm, loc, scale = Scaler("window", 1)(x)
     assert torch.isfinite(norm).all() and torch.isfinite(loc).all() and torch.isfinite(scale).all()
     assert (scale > 0).all()
+    if not window.any():  # nothing to scale by: scale 1, so what follows stays in the data's units
+        assert float(scale) == 1.0
 
 
 @pytest.mark.slow

@@ -62,7 +62,8 @@ class Scaler(nn.Module):
     an absolute epsilon, so the forecast of ``c * x`` is ``c`` times that of
     ``x`` for any ``c`` (an absolute 1e-5 on the variance put a series of
     millionths 7x off), and it is computed on the window divided by that
-    magnitude, so squares of values near 1e19 do not overflow float32.
+    magnitude, so squares of values near 1e19 do not overflow float32. An
+    all-zero window gets scale 1.
     ``standard``: fixed training-split statistics stored as buffers.
     ``none``: identity.
     """
@@ -70,8 +71,6 @@ class Scaler(nn.Module):
     # Relative floor of a window's std: a little above float32's resolution (6e-8), so a window
     # that is constant but for rounding is not blown up into noise of size 1.
     REL_EPS = 1e-5
-    # The magnitude of an all-zero window: any positive normal float32 (the deviations are all 0).
-    TINY = 1e-30
 
     def __init__(self, mode: str, n_features: int, mean: Any = None, std: Any = None) -> None:
         super().__init__()
@@ -90,10 +89,16 @@ class Scaler(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.mode == "window":
             loc = x.mean(dim=1, keepdim=True)  # (batch, 1, features)
-            size = torch.clamp(x.abs().amax(dim=1, keepdim=True), min=self.TINY)  # (batch, 1, features)
+            size = x.abs().amax(dim=1, keepdim=True)  # (batch, 1, features)
+            # An all-zero window has no size to scale by and reads the same whatever the series'
+            # units: scale 1, so training's targets after it stay in the data's units (a tiny
+            # floor would make them astronomically large).
+            zero = size == 0
+            size = torch.where(zero, torch.ones_like(size), size)
             # size * sqrt(var / size^2 + REL_EPS^2): the std floored relative to the window's size
             unit = (x - loc) / size
             scale = size * torch.sqrt((unit * unit).mean(dim=1, keepdim=True) + self.REL_EPS**2)
+            scale = torch.where(zero, torch.ones_like(scale), scale)
         else:  # buffers are zeros/ones for 'none'
             loc, scale = cast(torch.Tensor, self.mean), cast(torch.Tensor, self.std)
         return (x - loc) / scale, loc, scale
