@@ -14,6 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from service import schemas as s1
 from service import schemas_v2 as s2
+from service.auth import Scope
 from service.settings import Settings
 
 _REF = "#/components/schemas/{model}"
@@ -144,6 +145,24 @@ def _report_op(summary: str, extra: list[dict[str, Any]] | None = None) -> dict[
     }
 
 
+_SCHEMES: dict[Scope, list[str]] = {
+    "api": ["apiKey", "apiKeyHeader"],
+    "metrics": ["metricsKey"],
+    "admin": ["adminKey"],
+}
+
+
+def _scope(path: str) -> Scope | None:
+    """The key scope of a documented path, as ``service.auth.SCOPES`` guards its endpoint."""
+    if path.endswith("/reload"):
+        return "admin"
+    if path == "/metrics":
+        return "metrics"
+    if path.startswith("/v1/models") or path.startswith("/v2/models"):
+        return "api"
+    return None
+
+
 def build(settings: Settings) -> dict[str, Any]:
     """The document, with this deployment's limits filled in."""
     pairs = [(m, "validation") for m in _REQUESTS] + [(m, "serialization") for m in _RESPONSES]
@@ -179,7 +198,6 @@ def build(settings: Settings) -> dict[str, Any]:
                 },
                 "v1",
                 parameters=_name(),
-                security=[{"adminKey": []}, {}],
             )
         },
         "/v1/models/{name}/report": {
@@ -220,6 +238,12 @@ def build(settings: Settings) -> dict[str, Any]:
     }
     paths |= _v2_model_paths("", version=False)
     paths |= _v2_model_paths(" (one version)", version=True)
+    for path, item in paths.items():
+        scope = _scope(path)
+        if scope is not None:
+            for op in item.values():
+                # a key of the scope, or none at all while none is set for it (the empty requirement)
+                op["security"] = [{scheme: []} for scheme in _SCHEMES[scope]] + [{}]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -237,11 +261,27 @@ def build(settings: Settings) -> dict[str, Any]:
         "components": {
             "schemas": components,
             "securitySchemes": {
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "SEQCAST_API_KEYS (or the admin key); open while none is set",
+                },
+                "apiKeyHeader": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "X-API-Key",
+                    "description": "the same keys in an X-API-Key header",
+                },
+                "metricsKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "SEQCAST_METRICS_KEY (or the admin key); open while unset",
+                },
                 "adminKey": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "SEQCAST_ADMIN_KEY; routes are open when it is unset",
-                }
+                    "description": "SEQCAST_ADMIN_KEY; open while unset",
+                },
             },
         },
     }

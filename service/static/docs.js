@@ -63,34 +63,51 @@ function schemaTree(schema, depth = 0) {
   return list;
 }
 
+// The document's example, fitted to the first model served, so "Send" works as is: a /v1 history
+// stretched to its window, a V2 tensor of shape [1, window, features].
+function fitExample(example) {
+  const window_ = window.SEQCAST_WINDOW, features = window.SEQCAST_FEATURES || 1;
+  if (!example || !window_) return example;
+  const fitted = JSON.parse(JSON.stringify(example));
+  for (const s of fitted.series || []) {
+    const base = s.values;
+    s.values = Array.from({ length: window_ }, (_, i) => base[i % base.length]);
+    delete s.start; delete s.timestamps;  // dates of the example need not be on the model's frequency
+  }
+  for (const t of fitted.inputs || []) {
+    const base = t.data;
+    t.shape = [1, window_, features];
+    t.data = Array.from({ length: window_ * features }, (_, i) => base[i % base.length]);
+  }
+  return fitted;
+}
+
 function tryIt(path, method, op) {
-  const box = el("div", {});
+  // data-* name what the form sends (tests/test_docs_page.py sends it as the page prefilled it)
+  const box = el("div", { class: "try", "data-path": path, "data-method": method });
   const params = (op.parameters || []).filter((p) => p.in === "path");
   const inputs = {};
+  const prefill = { name: window.SEQCAST_MODEL || "", version: window.SEQCAST_VERSION || "" };
   for (const p of params) {
-    inputs[p.name] = el("input", { value: p.name === "name" ? window.SEQCAST_MODEL || "" : "" });
+    inputs[p.name] = el("input", { value: prefill[p.name] || "", "data-param": p.name });
     box.append(el("label", {}, p.name), inputs[p.name]);
   }
-  let example = op.requestBody && op.requestBody.content["application/json"].example;
-  if (example && example.series && window.SEQCAST_WINDOW) {
-    // Stretch the example history to the first model's window, so "Send" works as is.
-    example = JSON.parse(JSON.stringify(example));
-    for (const s of example.series) {
-      const base = s.values;
-      s.values = Array.from({ length: window.SEQCAST_WINDOW }, (_, i) => base[i % base.length]);
-    }
-  }
-  const body = example !== undefined ? el("textarea", {}, JSON.stringify(example, null, 2)) : null;
+  const example = fitExample(op.requestBody && op.requestBody.content["application/json"].example);
+  const body = example !== undefined ? el("textarea", { class: "try-body" }, JSON.stringify(example, null, 2)) : null;
   if (body) box.append(el("label", {}, "body (application/json)"), body);
-  // Routes that name a security scheme (reload) take the admin key as a bearer token.
-  const key = (op.security || []).some((s) => Object.keys(s).length)
-    ? el("input", { type: "password", autocomplete: "off", placeholder: "SEQCAST_ADMIN_KEY, if set" }) : null;
-  if (key) box.append(el("label", {}, "admin key"), key);
+  // Routes that name a security scheme take a key as a bearer token (open while none is set).
+  const schemes = (op.security || []).flatMap((s) => Object.keys(s));
+  const which = schemes.includes("adminKey") ? "admin key" : schemes.includes("metricsKey") ? "metrics key" : "API key";
+  const key = schemes.length
+    ? el("input", { type: "password", autocomplete: "off", placeholder: `${which}, if one is set` }) : null;
+  if (key) box.append(el("label", {}, which), key);
   const out = el("pre", { class: "out" }, "—");
   const send = el("button", { type: "button" }, "Send");
   send.addEventListener("click", async () => {
+    const empty = params.find((p) => !inputs[p.name].value.trim());
+    if (empty) { out.textContent = `fill in ${empty.name} first`; return; }  // never /versions//infer
     let url = path;
-    for (const p of params) url = url.replace(`{${p.name}}`, encodeURIComponent(inputs[p.name].value));
+    for (const p of params) url = url.replace(`{${p.name}}`, encodeURIComponent(inputs[p.name].value.trim()));
     out.textContent = "…";
     try {
       const init = { method: method.toUpperCase() };
@@ -153,6 +170,8 @@ async function main() {
     const first = models.models.find((m) => m.spec) || models.models[0];
     window.SEQCAST_MODEL = first ? first.name : "";
     window.SEQCAST_WINDOW = first && first.spec ? first.spec.input_window.length : 0;
+    window.SEQCAST_FEATURES = first && first.spec ? first.spec.features.length : 1;
+    window.SEQCAST_VERSION = first ? first.version || "" : "";
   } catch (e) { window.SEQCAST_MODEL = ""; }
   container.replaceChildren();
   const toc = document.getElementById("toc");
