@@ -94,7 +94,10 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
     metrics = Metrics(settings.metrics_flush_seconds)
     registry = Registry(
         settings.model_dir,
-        loader or partial(OnnxPredictor.load, intra_op_threads=settings.intra_op),
+        loader
+        or partial(
+            OnnxPredictor.load, intra_op_threads=settings.intra_op, shrink_batch=settings.arena_shrink_batch
+        ),
         on_swap=metrics.model_swapped,
         on_fail=metrics.load_failed,
     )

@@ -52,6 +52,13 @@ class Settings(BaseSettings):
         le=256,
         description="onnxruntime intra-op threads per session; default cores // (workers x threads), >= 1",
     )
+    arena_shrink_batch: int = Field(
+        default=256,
+        ge=0,
+        le=1_000_000,
+        description="after a model run on more series than this, onnxruntime returns the memory the run "
+        "grew its arena by (0: never): worker memory against the time of very large batches",
+    )
     max_series: int = Field(default=1024, ge=1, le=100_000, description="series per forecast request")
     max_body_bytes: int = Field(
         default=8 * MiB, ge=1024, le=256 * MiB, description="request body limit (Flask MAX_CONTENT_LENGTH)"

@@ -46,6 +46,9 @@ def predict_with_bounds(
     return predictor.predict(x), None
 
 
+SHRINK_BATCH = 256  # default of SEQCAST_ARENA_SHRINK_BATCH (docs/operations.md, "Memory")
+
+
 def warm_up_input(spec: ModelSpec, batch: int = 1) -> np.ndarray:
     """float32 ``(batch, window, features)``: a gentle ramp, so per-window scaling sees a spread."""
     ramp = np.linspace(1.0, 2.0, spec.input_window.length, dtype=np.float32)
@@ -65,25 +68,40 @@ def check_output(spec: ModelSpec, x: np.ndarray, y: np.ndarray) -> None:
 class OnnxPredictor:
     """One onnxruntime session for one bundle; ``run`` is thread-safe, so gthread workers share it."""
 
-    def __init__(self, spec: ModelSpec, session: ort.InferenceSession) -> None:
+    def __init__(
+        self, spec: ModelSpec, session: ort.InferenceSession, shrink_batch: int = SHRINK_BATCH
+    ) -> None:
         self._spec = spec
         self._session = session
         self._outputs = [spec.output_name]
         self._with_bounds = [spec.output_name] + ([spec.bounds_name] if spec.bounds_name else [])
         self._input = spec.input_name
+        # After a run on more than ``shrink_batch`` series onnxruntime returns the arena memory
+        # that run grew by, so one 1,024-series request does not leave a worker 70 MiB larger for
+        # good; smaller runs keep the arena warm (a shrunk arena is allocated again by the next
+        # run: twice the model time of a 1,024-series batch). 0: never shrink.
+        self._shrink_batch = shrink_batch
+        self._shrink = ort.RunOptions()
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+
+    def _options(self, x: np.ndarray) -> ort.RunOptions | None:
+        return self._shrink if 0 < self._shrink_batch < x.shape[0] else None
 
     @property
     def spec(self) -> ModelSpec:
         return self._spec
 
     @classmethod
-    def load(cls, bundle: Path, intra_op_threads: int = 1) -> OnnxPredictor:
+    def load(cls, bundle: Path, intra_op_threads: int = 1, shrink_batch: int = SHRINK_BATCH) -> OnnxPredictor:
         """Verify the bundle (manifest, sha256), open a session and warm it up with one inference."""
         manifest = verify_bundle(bundle)
-        return cls.from_bytes((Path(bundle) / MODEL_FILE).read_bytes(), manifest.spec, intra_op_threads)
+        onnx = (Path(bundle) / MODEL_FILE).read_bytes()
+        return cls.from_bytes(onnx, manifest.spec, intra_op_threads, shrink_batch)
 
     @classmethod
-    def from_bytes(cls, onnx: bytes, spec: ModelSpec, intra_op_threads: int = 1) -> OnnxPredictor:
+    def from_bytes(
+        cls, onnx: bytes, spec: ModelSpec, intra_op_threads: int = 1, shrink_batch: int = SHRINK_BATCH
+    ) -> OnnxPredictor:
         """A predictor for a graph described by ``spec``, published or not (the trainer's parity
         check and scoring use it before publishing)."""
         opts = ort.SessionOptions()
@@ -97,7 +115,7 @@ class OnnxPredictor:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(onnx, sess_options=opts, providers=["CPUExecutionProvider"])
         cls._check_signature(spec, session)
-        predictor = cls(spec, session)
+        predictor = cls(spec, session, shrink_batch)
         predictor.warm_up()
         return predictor
 
@@ -122,7 +140,7 @@ class OnnxPredictor:
         """float32 ``(batch, time, features)`` -> float32 ``(batch, horizon, targets)``, raw units."""
         # A tail cut from a longer history is a strided view: hand onnxruntime one block.
         x = np.ascontiguousarray(x, dtype=np.float32)
-        result: np.ndarray = self._session.run(self._outputs, {self._input: x})[0]
+        result: np.ndarray = self._session.run(self._outputs, {self._input: x}, self._options(x))[0]
         return result
 
     def predict_bounds(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -132,7 +150,7 @@ class OnnxPredictor:
         if self._spec.bounds_name is None:
             raise PredictorError("this model learns no bounds (network.quantiles is empty)")
         x = np.ascontiguousarray(x, dtype=np.float32)
-        y, bounds = self._session.run(self._with_bounds, {self._input: x})
+        y, bounds = self._session.run(self._with_bounds, {self._input: x}, self._options(x))
         return y, bounds
 
     def warm_up(self) -> None:
