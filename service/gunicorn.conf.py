@@ -41,7 +41,8 @@ except SettingsError as exc:  # one line naming the variable, not a traceback na
 bind = [_settings.bind]
 workers = _settings.workers
 threads = _settings.threads
-worker_class = "gthread" if _settings.threads > 1 else "sync"
+# gunicorn's sync worker that answers the connections queued at SIGTERM (service/workers.py)
+worker_class = "gthread" if _settings.threads > 1 else "service.workers.SyncWorker"
 preload_app = False  # see above: sessions must be created in the workers
 # gunicorn >= 27 opens an admin socket at a fixed path in $HOME: unused here, and two
 # servers on one host (tests, the benchmark) would fight over it.
