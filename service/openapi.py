@@ -7,7 +7,7 @@ drift from what the service accepts.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -15,6 +15,7 @@ from pydantic.json_schema import models_json_schema
 from service import schemas as s1
 from service import schemas_v2 as s2
 from service.auth import Scope
+from service.bundle.manifest import ModelSpec
 from service.settings import Settings
 
 _REF = "#/components/schemas/{model}"
@@ -49,14 +50,21 @@ FORECAST_EXAMPLE = {
 INFER_EXAMPLE = {"inputs": [{"name": "x", "shape": [1, 3, 1], "datatype": "FP32", "data": [112, 118, 132]}]}
 _ERRORS_V1 = {
     "400": "malformed JSON",
+    "408": "the body stalled for SEQCAST_READ_TIMEOUT",
     "404": "unknown model",
     "413": "body over SEQCAST_MAX_BODY_BYTES",
     "415": "Content-Type is not application/json",
     "422": "a field is invalid: details name it and why",
     "503": "the model is not loaded",
 }
+_KEY_ERRORS = {
+    "401": "a key is set for this route and none was sent",
+    "403": "wrong key",
+    "429": "too many wrong keys from this client lately (Retry-After)",
+}
 _ERRORS_V2 = {
     "400": "bad request",
+    "408": "the body stalled for SEQCAST_READ_TIMEOUT",
     "404": "unknown model or version",
     "413": "body too large",
     "415": "unsupported Content-Type",
@@ -163,8 +171,77 @@ def _scope(path: str) -> Scope | None:
     return None
 
 
-def build(settings: Settings) -> dict[str, Any]:
-    """The document, with this deployment's limits filled in."""
+class Served(NamedTuple):
+    """A model as the document describes it: name, served version, spec."""
+
+    name: str
+    version: str
+    spec: ModelSpec
+
+
+def _history(spec: ModelSpec) -> list[Any]:
+    """A history the model accepts: its window of a gentle monthly-looking pattern, as rows when it
+    reads several features."""
+    base = FORECAST_EXAMPLE["series"][0]["values"]  # type: ignore[index]
+    values = [base[i % len(base)] for i in range(spec.input_window.length)]
+    if len(spec.features) == 1:
+        return values
+    return [[v] * len(spec.features) for v in values]
+
+
+def _examples(models: list[Served]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per model, a forecast and a V2 infer request that it answers with a 200 (the OpenAPI
+    ``examples`` of both bodies: a generated client, the docs page and schemathesis start there)."""
+    forecast, infer = {}, {}
+    for m in models:
+        history = _history(m.spec)
+        window, features = m.spec.input_window.length, len(m.spec.features)
+        summary = f"{m.name}: window {window}, {features} feature(s), horizon {m.spec.horizon}"
+        forecast[m.name] = {"summary": summary, "value": {"series": [{"id": "example", "values": history}]}}
+        flat = [v for row in history for v in (row if isinstance(row, list) else [row])]
+        tensor = {"name": m.spec.input_name, "shape": [1, window, features], "datatype": "FP32", "data": flat}
+        infer[m.name] = {"summary": summary, "value": {"inputs": [tensor]}}
+    return forecast, infer
+
+
+def _fit_to(doc: dict[str, Any], models: list[Served]) -> None:
+    """Narrow the document to the models this server serves: their names and versions as the path
+    parameters' values, their shortest history as the least a series may hold, and a request body
+    example per model, so requests built from the document reach the models instead of a 404."""
+    if not models:
+        return
+    names, versions = sorted(m.name for m in models), sorted({m.version for m in models})
+    for item in doc["paths"].values():
+        for op in item.values():
+            for param in op.get("parameters", []):
+                if param["name"] == "name":
+                    param["schema"] = {"type": "string", "enum": names}
+                elif param["name"] == "version":
+                    param["schema"] = {"type": "string", "enum": versions}
+    schemas = doc["components"]["schemas"]
+    shortest = min(m.spec.input_window.min_length for m in models)
+    values = schemas["SeriesIn"]["properties"]["values"]
+    for alternative in values["oneOf"]:
+        alternative["minItems"] = shortest
+    features = {len(m.spec.features) for m in models}
+    if features == {1}:  # plain numbers only: rows are for several features
+        values["oneOf"] = values["oneOf"][:1]
+    elif len(features) == 1:  # rows of exactly that many numbers only
+        rows = values["oneOf"][1]
+        rows["items"]["minItems"] = rows["items"]["maxItems"] = features.pop()
+        values["oneOf"] = [rows]
+    horizon = schemas["ForecastRequest"]["properties"]["horizon"]["anyOf"][0]
+    horizon["maximum"] = min(m.spec.horizon for m in models)
+    forecast, infer = _examples(models)
+    for path, examples in (("/v1/models/{name}/forecast", forecast), ("/v2/models/{name}/infer", infer),
+                           ("/v2/models/{name}/versions/{version}/infer", infer)):  # fmt: skip
+        content = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        content["examples"] = examples
+        content["example"] = next(iter(examples.values()))["value"]  # the docs page shows the first
+
+
+def build(settings: Settings, models: list[Served] | None = None) -> dict[str, Any]:
+    """The document, with this deployment's limits filled in, narrowed to ``models`` when given."""
     pairs = [(m, "validation") for m in _REQUESTS] + [(m, "serialization") for m in _RESPONSES]
     _, top = models_json_schema(pairs, ref_template=_REF)  # type: ignore[arg-type]
     components = top["$defs"]
@@ -203,7 +280,7 @@ def build(settings: Settings) -> dict[str, Any]:
         "/v1/models/{name}/report": {
             "get": _report_op("the served version's training report: one HTML page")
         },
-        "/v1/models/{name}/report/{path:file}": {
+        "/v1/models/{name}/report/{file}": {
             "get": _report_op(
                 "another file of the served version's report folder (.png, .json, .txt); nothing outside it",
                 [{"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}],
@@ -244,7 +321,10 @@ def build(settings: Settings) -> dict[str, Any]:
             for op in item.values():
                 # a key of the scope, or none at all while none is set for it (the empty requirement)
                 op["security"] = [{scheme: []} for scheme in _SCHEMES[scope]] + [{}]
-    return {
+                err = s2.V2Error if path.startswith("/v2") else s1.ErrorResponse
+                for code, text in _KEY_ERRORS.items():
+                    op["responses"].setdefault(code, _json(err, text))
+    doc = {
         "openapi": "3.1.0",
         "info": {
             "title": "Seqcast",
@@ -285,3 +365,5 @@ def build(settings: Settings) -> dict[str, Any]:
             },
         },
     }
+    _fit_to(doc, models or [])
+    return doc

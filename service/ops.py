@@ -54,11 +54,19 @@ def metrics() -> Response:
 
 @bp.get("/openapi.json")
 def openapi_json() -> Response:
-    # Built once per app: it depends only on the settings (limits) and the code.
+    # Built again only when the served models change: it depends on them (names, versions, windows,
+    # examples), the settings and the code.
+    registry = state().registry
+    if not registry.attempted:
+        registry.load_all(blocking=False)
+    served = [
+        openapi.Served(n, r.version, r.manifest.spec) for n in registry.names() if (r := registry.served(n))
+    ]
+    key = tuple((m.name, m.version) for m in served)
     cache = current_app.extensions.setdefault("seqcast_openapi", {})
-    if "doc" not in cache:
-        cache["doc"] = openapi.build(state().settings)
-    return Response(orjson.dumps(cache["doc"]), mimetype="application/json")  # a document, not a model
+    if cache.get("key") != key:
+        cache["doc"], cache["key"] = orjson.dumps(openapi.build(state().settings, served)), key
+    return Response(cache["doc"], mimetype="application/json")  # a document, not a model
 
 
 @bp.get("/docs")

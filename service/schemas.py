@@ -23,8 +23,9 @@ from pydantic import (
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from service.bundle.manifest import Metrics, ModelSpec, Selection
+from service.values import F32_MAX
 
-_NUMBER = {"type": "number"}
+_NUMBER = {"type": "number", "minimum": -F32_MAX, "maximum": F32_MAX}  # beyond float32: a 422
 VALUES_SCHEMA: dict[str, Any] = {
     "description": (
         "The history, oldest first. Plain numbers for a model with one feature; rows of "
@@ -80,6 +81,7 @@ class ForecastRequest(_Request):
         "intervals; any level up to the model's intervals.max_level (GET /v1/models/<name>), or for a "
         "quantile head exactly its intervals.levels",
         examples=[[80, 95]],
+        json_schema_extra={"uniqueItems": True},  # a level asked twice is a 422
     )
 
 
