@@ -178,7 +178,8 @@ def test_publish_new_then_corrupt_versions_under_load(server, publisher):
         wait_until(lambda: load_failures(base, "hot") >= WORKERS, 10, f"every worker refusing {truncated}")
         info = json.loads(call(f"{base}/v1/models/hot")[2])
         assert info["version"] == new and info["current"] == info["failed_version"] == truncated, info
-        assert info["status"] == "ready" and "INVALID_PROTOBUF" in info["error"], info
+        # onnxruntime's own message (paths, graph internals) stays in the worker's log
+        assert info["status"] == "ready" and info["error"].startswith("InvalidProtobuf: onnxruntime"), info
         # ... and a manifest that does not match its graph (3 features; the graph takes 1).
         spec = publisher.manifest.spec.model_copy(update={"features": ["value", "a", "b"]})
         mismatched = publisher.publish(spec=spec)

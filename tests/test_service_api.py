@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -344,7 +345,7 @@ def test_openapi_documents_every_route(app: Flask) -> None:
     for rule in app.url_map.iter_rules():
         if rule.rule in undocumented:
             continue
-        path = rule.rule.replace("<", "{").replace(">", "}")
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)  # <path:file> -> {file}
         assert path in doc["paths"], path
         assert set(m.lower() for m in rule.methods or ()) - {"head", "options"} <= set(doc["paths"][path]), (
             path
@@ -689,7 +690,7 @@ def test_every_answer_is_the_model_the_document_names(app: Flask, tmp_path: Path
     assert answer["served"] == {"a": "v1"} and answer["failed"]["a"]["version"] == "v2"
     # Every documented JSON route was called (/metrics answers text, the report routes files:
     # tests/test_report_page.py calls them).
-    reports = {"/v1/models/{name}/report", "/v1/models/{name}/report/{path:file}"}
+    reports = {"/v1/models/{name}/report", "/v1/models/{name}/report/{file}"}
     assert set(doc["paths"]) - checked == {"/metrics", *reports}
 
 
