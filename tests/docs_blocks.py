@@ -34,7 +34,7 @@ NOT_RUN: tuple[tuple[str, str], ...] = (
     (r"\bmake run\b|\bgunicorn\b", "serves until stopped (the test starts its own gunicorn)"),
     (r"\bmake (test|check|lint)\b", "runs the test suite itself"),
     (r"\b(docker|podman|compose)\b|container-smoke", "needs a container engine"),
-    (r"\bbench/|\bwrk\b|\bmake bench", "a benchmark: minutes of load on a quiet machine"),
+    (r"\bbench/|\bwrk\b|\bmake bench|\bst run\b", "a benchmark: minutes of load on a quiet machine"),
     (r"\b(apt-get|pip install)\b", "installs software"),
     (r"\bgit clone\b", "needs the network"),
 )
