@@ -54,7 +54,8 @@ def check(base: str, log: Path, name: str, stalled: int) -> None:
     status, _, raw = call(f"{base}/v1/models/{name}/forecast", BODY, timeout=30)
     waited = time.monotonic() - sent
     assert status == 200, raw
-    assert waited < READ_TIMEOUT + 1.0, f"a normal forecast waited {waited:.2f} s behind {stalled} stalled"
+    # within the read timeout (plus slack for a loaded machine), far below the 20 s worker timeout
+    assert waited < READ_TIMEOUT + 2.0, f"a normal forecast waited {waited:.2f} s behind {stalled} stalled"
     for sock in socks:
         _, received = answer_of(sock)
         head, _, body = received.partition(b"\r\n\r\n")
