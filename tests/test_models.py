@@ -394,3 +394,27 @@ def test_a_hand_written_base_alone_trains_without_weights():
     result = fit(model, train, val, TrainConfig(epochs=5), CPU)
     assert result.history == [] and np.isfinite(result.best_val)
     assert model.spec.network.base_damping in DAMPING_GRID
+
+
+@pytest.mark.slow
+def test_parity_allows_float32_rounding_at_the_values_magnitude():
+    """A series that sits far from zero (a lake level at 10,000 +- 0.3): onnxruntime and PyTorch
+    round differently in float32, by an ulp of the values' magnitude (0.001 here), which is more than
+    1e-4 of their spread: such a model could never be exported. An export bug is off by a share of
+    the spread itself, and is still refused."""
+    rng = np.random.default_rng(0)
+    level = 10_000 + np.cumsum(rng.normal(0, 0.05, size=(64, 24 + 6)), axis=1)  # (windows, time)
+    x = level[:, :24, None].astype(np.float32)
+    torch.manual_seed(0)
+    model = make(NetworkSpec(cell="gru", head="direct", hidden=32, scaling="window"), 1, 1, 24, 6).eval()
+    with torch.no_grad():  # trained-looking weights: larger than at initialisation
+        for p in model.parameters():
+            p.mul_(4.0)
+    onnx_bytes = to_onnx(model, x)
+    spread = float(np.std(level[:, 24:]))
+    result = parity(model, onnx_bytes, x, spread)
+    assert result.max_abs_diff <= result.allowed
+    with torch.no_grad():  # a real mismatch, the size of the spread: still refused
+        model.head.proj.bias.add_(1.0)
+    with pytest.raises(ExportError, match="ONNX differs from PyTorch"):
+        parity(model, onnx_bytes, x, spread)

@@ -202,8 +202,8 @@ class ExportConfig(_Section):
     parity_tolerance: float = Field(
         default=1e-4,
         gt=0,
-        description="largest |onnxruntime - torch| allowed, times the training targets' std; a graph "
-        "off by more is never published",
+        description="largest |onnxruntime - torch| allowed, times the training targets' std (plus "
+        "16 float32 ulps of the values' magnitude); a graph off by more is never published",
     )
     make_current: bool = Field(default=True, description="point CURRENT at the new version")
 

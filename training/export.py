@@ -92,6 +92,9 @@ def to_onnx(model: Model, example: np.ndarray, exporter: str = "torchscript", op
     return data
 
 
+PARITY_ULPS = 16  # float32 rounding allowed at the values' magnitude (check_parity); seen: 1 to 2
+
+
 def check_parity(
     model: Model, predictor: OnnxPredictor, windows: np.ndarray, data_scale: float, tolerance: float = 1e-4
 ) -> Parity:
@@ -103,7 +106,13 @@ def check_parity(
     if len(windows) == 0:
         raise ExportError("no windows to check parity on")
     model = model.to("cpu").eval()
-    allowed = tolerance * max(float(data_scale), 1e-8)
+    # Both runtimes compute in float32 and round differently: by an ulp or two of the values'
+    # magnitude, which for a series far from zero (a lake level at 10,000 +- 0.3: 1 ulp is 1e-3)
+    # is more than 1e-4 of its spread. A few ulps are allowed on top; an export bug is off by a
+    # share of the spread itself, which 16 ulps stay far below until magnitude / spread nears 1e5.
+    magnitude = float(np.abs(windows).max())
+    rounding = PARITY_ULPS * float(np.finfo(np.float32).eps) * magnitude
+    allowed = tolerance * max(float(data_scale), 1e-8) + rounding
     worst = 0.0
     checks = []
     cases = [(b, windows) for b in PARITY_BATCHES]
@@ -128,7 +137,8 @@ def check_parity(
         if not diff <= allowed:  # also catches NaN
             raise ExportError(
                 f"ONNX differs from PyTorch by {diff:.3g} at batch {batch}, time {x.shape[1]} "
-                f"(allowed {allowed:.3g} = {tolerance} x data scale {data_scale:.4g})"
+                f"(allowed {allowed:.3g} = {tolerance} x data scale {data_scale:.4g} + {PARITY_ULPS} "
+                f"float32 ulps of the largest |value| {magnitude:.4g})"
             )
     return Parity(max_abs_diff=worst, allowed=allowed, checks=checks)
 
