@@ -7,14 +7,17 @@ drift from what the service accepts.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
+from werkzeug.routing import Map
 
 from service import schemas as s1
 from service import schemas_v2 as s2
-from service.auth import Scope
+from service.auth import SCOPES, Scope
 from service.bundle.manifest import ModelSpec
 from service.settings import Settings
 
@@ -160,15 +163,16 @@ _SCHEMES: dict[Scope, list[str]] = {
 }
 
 
-def _scope(path: str) -> Scope | None:
-    """The key scope of a documented path, as ``service.auth.SCOPES`` guards its endpoint."""
-    if path.endswith("/reload"):
-        return "admin"
-    if path == "/metrics":
-        return "metrics"
-    if path.startswith("/v1/models") or path.startswith("/v2/models"):
-        return "api"
-    return None
+def path_of(rule: str) -> str:
+    """A Flask rule as an OpenAPI path: ``/v1/models/<name>/report/<path:file>`` ->
+    ``/v1/models/{name}/report/{file}``."""
+    return re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule)
+
+
+def scopes(url_map: Map) -> dict[str, Scope]:
+    """Documented path -> the key scope ``service.auth`` guards its endpoint with (one table,
+    ``auth.SCOPES``, for the guard and the document)."""
+    return {path_of(r.rule): SCOPES[r.endpoint] for r in url_map.iter_rules() if r.endpoint in SCOPES}
 
 
 class Served(NamedTuple):
@@ -240,8 +244,11 @@ def _fit_to(doc: dict[str, Any], models: list[Served]) -> None:
         content["example"] = next(iter(examples.values()))["value"]  # the docs page shows the first
 
 
-def build(settings: Settings, models: list[Served] | None = None) -> dict[str, Any]:
-    """The document, with this deployment's limits filled in, narrowed to ``models`` when given."""
+def build(
+    settings: Settings, guarded: Mapping[str, Scope], models: list[Served] | None = None
+) -> dict[str, Any]:
+    """The document, with this deployment's limits filled in, the key scope of each ``guarded``
+    path (``scopes``), narrowed to ``models`` when given."""
     pairs = [(m, "validation") for m in _REQUESTS] + [(m, "serialization") for m in _RESPONSES]
     _, top = models_json_schema(pairs, ref_template=_REF)  # type: ignore[arg-type]
     components = top["$defs"]
@@ -316,7 +323,7 @@ def build(settings: Settings, models: list[Served] | None = None) -> dict[str, A
     paths |= _v2_model_paths("", version=False)
     paths |= _v2_model_paths(" (one version)", version=True)
     for path, item in paths.items():
-        scope = _scope(path)
+        scope = guarded.get(path)
         if scope is not None:
             for op in item.values():
                 # a key of the scope, or none at all while none is set for it (the empty requirement)

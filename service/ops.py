@@ -65,7 +65,8 @@ def openapi_json() -> Response:
     key = tuple((m.name, m.version) for m in served)
     cache = current_app.extensions.setdefault("seqcast_openapi", {})
     if cache.get("key") != key:
-        cache["doc"], cache["key"] = orjson.dumps(openapi.build(state().settings, served)), key
+        doc = openapi.build(state().settings, openapi.scopes(current_app.url_map), served)
+        cache["doc"], cache["key"] = orjson.dumps(doc), key
     return Response(cache["doc"], mimetype="application/json")  # a document, not a model
 
 

@@ -7,16 +7,16 @@ worker, before it accepts a connection; any other server loads a model on its
 first request (``get``) or on the first ``/readyz``.
 
 For each model the registry keeps a ``Served`` record (manifest, predictor,
-version) and, if the last load failed, a ``Failed`` record.
+version) and, if the last load failed, a ``Failed`` record. Records are
+immutable and the dicts holding them are replaced, never mutated, under a
+lock: a request takes one ``Served`` and uses it to the end, so a swap never
+mixes two versions in one answer.
 
 Last known good: a version that fails to load never replaces the one served.
 A worker that starts while CURRENT is bad (names a broken bundle, or is not
 a CURRENT at all) serves the newest version that was current and loads
 (``store.fallback_versions``), so old and new workers serve the same one;
-readiness then says which version is served and which one CURRENT wants. Records are
-immutable and the dicts holding them are replaced, never mutated, under a
-lock: a request takes one ``Served`` and uses it to the end, so a swap never
-mixes two versions in one answer.
+readiness then says which version is served and which one CURRENT wants.
 
 Hot swap: with ``SEQCAST_POLL_SECONDS > 0`` each worker polls CURRENT in a
 daemon thread (``start_polling``); a new version is loaded and warmed up
@@ -203,7 +203,8 @@ class Registry:
             log.error("model %s: %s", name, error)
         else:
             loaded = self._try(name, version)
-            if isinstance(loaded, Served):
+            if isinstance(loaded, Served):  # CURRENT's version: any earlier failure is over
+                self._failed = {k: v for k, v in self._failed.items() if k != name}
                 self._swap(loaded, current)
                 return
             error = loaded
@@ -237,8 +238,6 @@ class Registry:
 
     def _swap(self, record: Served, previous: Served | None) -> None:
         self._served = {**self._served, record.name: record}
-        if record.version == store.current(self.model_dir, record.name).version:
-            self._failed = {k: v for k, v in self._failed.items() if k != record.name}
         log.info(
             "model %s version %s loaded and warmed up in %.3fs",
             record.name,

@@ -46,7 +46,7 @@ def predict_with_bounds(
     return predictor.predict(x), None
 
 
-SHRINK_BATCH = 256  # default of SEQCAST_ARENA_SHRINK_BATCH (docs/operations.md, "Memory")
+SHRINK_BATCH = 256  # default of SEQCAST_ARENA_SHRINK_BATCH (docs/benchmarks.md, "Worker memory")
 
 
 def warm_up_input(spec: ModelSpec, batch: int = 1) -> np.ndarray:
