@@ -5,7 +5,9 @@ origins of each series are cut in two by time. The newer half is scored; the cal
 from what precedes it, two ways:
 
 * ``validation``: the older half of the validation windows only (the first shipped calibration);
-* ``history``: every training window too, i.e. every origin before the newer half (as shipped).
+* ``history``: every training window too, i.e. every origin before the newer half;
+* ``per series``: the same windows, a panel's series with widths of their own (as shipped;
+  the same as ``history`` on a set of one series).
 
 Both use the chosen model's forecasts as it was chosen (``training.recipe.Calibration``). The
 scores are the coverage of the 80 % and 95 % intervals and the 95 % interval score scaled like
@@ -34,7 +36,7 @@ from bench import tables  # noqa: E402
 from bench.protocol import BY_NAME, SETS, gmean, scale  # noqa: E402
 
 DOC_START, DOC_END = "<!-- calibration:start -->", "<!-- calibration:end -->"
-SOURCES = ("validation", "history")
+SOURCES = ("validation", "history", "per series")
 LEVELS = (80, 95)
 
 
@@ -97,19 +99,23 @@ def run_set(name: str, data: Path, threads: int = 1) -> Result:
         [[scale(v[:, j], s.season) for j in range(targets)] for v in insample]
     )  # (series, targets)
     y, f, x = val.y[newer], run.choice.val_forecast[newer], val.x[newer]
+    ids = np.array([sx.id for sx in run.dataset.series], dtype=object)
+    history = (
+        np.concatenate([cal.windows.x[past], val.x[older]]),
+        np.concatenate([cal.windows.y[past], val.y[older]]),
+        np.concatenate([cal.forecast[past], run.choice.val_forecast[older]]),
+    )
     sources = {
-        "validation": (val.x[older], val.y[older], run.choice.val_forecast[older]),
-        "history": (
-            np.concatenate([cal.windows.x[past], val.x[older]]),
-            np.concatenate([cal.windows.y[past], val.y[older]]),
-            np.concatenate([cal.forecast[past], run.choice.val_forecast[older]]),
-        ),
+        "validation": (val.x[older], val.y[older], run.choice.val_forecast[older], None),
+        "history": (*history, None),
+        "per series": (*history, list(ids[np.concatenate([cal.windows.series[past], val.series[older]])])),
     }
     scores = {}
-    for source, (cx, cy, cf) in sources.items():
-        calibration = intervals.calibrate(cx, cy, cf, positive=positive)
+    for source, (cx, cy, cf, cids) in sources.items():
+        calibration = intervals.calibrate(cx, cy, cf, positive=positive, series=cids)
         asked = [min(level, calibration.max_level) for level in LEVELS]  # a short series' ceiling
-        bands = intervals.bounds(calibration, x, f, asked)
+        factors = intervals.series_factors(calibration, list(ids[val.series[newer]]))
+        bands = intervals.bounds(calibration, x, f, asked, factors=factors)
         scores[source] = interval_scores(bands, y, scales[val.series[newer]][:, None, :])
     return Result(name, int(newer.sum()), int(past.sum()), scores)
 
@@ -117,8 +123,8 @@ def run_set(name: str, data: Path, threads: int = 1) -> Result:
 def table(results: list[Result]) -> str:
     lines = [
         "| set | windows scored | training windows added | validation: 80 % | 95 % | score "
-        "| history: 80 % | 95 % | score |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| history: 80 % | 95 % | score | per series: 80 % | 95 % | score |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         cells = [f"{v:.1f}" if i < 2 else f"{v:.2f}" for src in SOURCES for i, v in enumerate(r.scores[src])]

@@ -82,7 +82,9 @@ def seqcast_forecast(
     y = exported.predictor.predict(x)  # (series, h, targets)
     calibration = exported.manifest.intervals
     assert calibration is not None  # every exported bundle is calibrated
-    bounds = intervals.bounds(calibration, x, y, LEVELS)  # per level (lower, upper), each like y
+    # each series by its id, as a client would send it: a panel's series get their own widths
+    factors = intervals.series_factors(calibration, [sx.id for sx in ds.series])
+    bounds = intervals.bounds(calibration, x, y, LEVELS, factors=factors)  # per level (lower, upper), like y
 
     def rows(a: np.ndarray) -> dict[str, np.ndarray]:
         """Benchmark series id -> its (h,) row of ``a`` (series, h, targets)."""

@@ -61,6 +61,7 @@ def _intervals_info(iv: Intervals) -> IntervalsInfo:
         errors=iv.errors,
         max_level=iv.max_level,
         levels=iv.levels if iv.method == "quantile" else None,
+        series=len(iv.series),
     )
 
 

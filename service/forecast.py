@@ -157,7 +157,9 @@ def answer(
     both = None  # (2, levels, batch, h, targets): lower and upper bounds, when levels are asked
     keys: list[str] = []  # their names in the answer, "80", "97.5"
     if req.levels and cal is not None:
-        both = intervals.both_bounds(cal, batch.x, y, req.levels, learned)
+        # a panel's series named by their training id get their own widths
+        factors = intervals.series_factors(cal, [series.id for series in req.series]) if cal.series else None
+        both = intervals.both_bounds(cal, batch.x, y, req.levels, learned, factors)
         keys = [intervals.level_key(level) for level in req.levels]
     # whole arrays first: one call each, and which series failed only when one did
     if not (np.isfinite(y).all() and (both is None or np.isfinite(both).all())):

@@ -145,6 +145,11 @@ class IntervalsInfo(BaseModel):
     levels: list[float] | None = Field(
         default=None, description="quantile: the only levels served (the network learned them); null: any"
     )
+    series: int = Field(
+        default=0,
+        description="series of the training panel with widths of their own: a /v1 series whose id is "
+        "its training id gets them, any other the pooled widths; 0: one calibration for every series",
+    )
 
 
 class ModelInfo(BaseModel):

@@ -43,6 +43,9 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> FlaskClient:
     positive = CALIBRATION.model_copy(update={"positive": True})
     publish_stub(model_dir, make_manifest("positive").model_copy(update={"intervals": positive}))
     publish_stub(model_dir, make_manifest("plain"))
+    own = [[[2.0], [2.0], [2.0]], [[4.0], [4.0], [4.0]]]
+    panel = CALIBRATION.model_copy(update={"series": {"quiet": [0.5], "noisy": [3.0]}, "series_widths": own})
+    publish_stub(model_dir, make_manifest("panel").model_copy(update={"intervals": panel}))
     return create_app(settings_for(model_dir), loader=stub_loader).test_client()
 
 
@@ -140,7 +143,86 @@ def test_the_manifest_refuses_a_calibration_that_does_not_fit() -> None:
         Intervals(windows=9, errors=9, levels=[80.0], widths=[[[float("nan")]]])
 
 
+def _panel(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Windows of two series alike in their spread (1 a step) but not in how well they forecast:
+    "quiet" misses by about half a spread, "noisy" by about five."""
+    ids = ["quiet", "noisy"] * (n // 2)
+    x = np.tile(np.arange(8, dtype=np.float64)[None, :, None], (n, 1, 1))
+    size = np.where(np.asarray(ids) == "quiet", 0.5, 5.0)[:, None, None]
+    y = size * rng.normal(size=(n, 4, 1))
+    return x, y, np.zeros_like(y), ids
+
+
+def test_a_panel_gives_each_series_its_own_width() -> None:
+    """One pooled calibration gives the quiet series the range of the noisy one (over-covering
+    it, under-covering the other); with the windows' series ids each covers its nominal level."""
+    rng = np.random.default_rng(3)
+    x, y, f, ids = _panel(2000, rng)
+    cal = intervals.calibrate(x, y, f, series=ids)
+    assert sorted(cal.series) == ["noisy", "quiet"] and cal.series_widths
+    assert cal.series["noisy"][0] / cal.series["quiet"][0] == pytest.approx(10, rel=0.1)
+    x, y, f, ids = _panel(4000, rng)
+    quiet = np.asarray(ids) == "quiet"
+    factors = intervals.series_factors(cal, ids)
+    assert factors is not None and factors.shape == (4000, 1)
+    for level in (80, 95):
+        ((lower, upper),) = intervals.bounds(cal, x, f, [level], factors=factors)
+        ((plo, pup),) = intervals.bounds(cal, x, f, [level])
+        for rows in (quiet, ~quiet):
+            own = float(((lower <= y) & (y <= upper))[rows].mean()) * 100
+            pooled = float(((plo <= y) & (y <= pup))[rows].mean()) * 100
+            assert abs(own - level) < 2.5, (level, own)
+            assert abs(pooled - level) > 4, (level, pooled)  # what the series' own widths fix
+
+
+def test_a_series_with_few_windows_is_shrunk_towards_the_panel() -> None:
+    rng = np.random.default_rng(4)
+    x, y, f, ids = _panel(400, rng)
+    y[-1] = 40.0  # one window of a third series, missing by 40 spreads a step
+    ids[-1] = "rare"
+    cal = intervals.calibrate(x, y, f, series=ids)
+    raw = 40 / np.abs(y[:-1]).mean()  # its own mean error over the panel's
+    assert 1 < cal.series["rare"][0] < raw / 3  # one window is worth 1 / (1 + SHRINK) of its error
+    # an unknown id, or none, gets the pooled widths; no known id: no factors at all
+    factors = intervals.series_factors(cal, ["quiet", "elsewhere", None])
+    assert factors is not None and np.isnan(factors[1:]).all() and factors[0, 0] == cal.series["quiet"][0]
+    assert intervals.series_factors(cal, ["elsewhere", None]) is None
+
+
+def test_one_series_has_no_factors() -> None:
+    x, y, f, _ = _panel(40, np.random.default_rng(5))
+    cal = intervals.calibrate(x, y, f, series=["only"] * 40)
+    assert cal.series == {} and cal.series_widths == []
+    assert intervals.series_factors(cal, ["only"]) is None
+
+
+def test_the_manifest_refuses_series_widths_that_do_not_fit() -> None:
+    base = CALIBRATION.model_dump()
+    own = [[[2.0], [2.0], [2.0]], [[4.0], [4.0], [4.0]]]
+    with pytest.raises(ValidationError, match="go together"):
+        Intervals.model_validate(base | {"series": {"a": [1.0]}})
+    with pytest.raises(ValidationError, match="shape of widths"):
+        Intervals.model_validate(base | {"series": {"a": [1.0]}, "series_widths": own[:1]})
+    for factor in ([0.0], [float("inf")], [1.0, 2.0]):
+        with pytest.raises(ValidationError, match="finite positive"):
+            Intervals.model_validate(base | {"series": {"a": factor}, "series_widths": own})
+
+
 # --- /v1 -------------------------------------------------------------------------------------------
+
+
+def test_v1_serves_a_known_series_its_own_widths(client: FlaskClient) -> None:
+    """The panel's series_widths are 2 spreads at 80 % (the pooled ones 1, 2, 3); quiet's factor
+    0.5, noisy's 3; the windows move by 1 a step and the stub forecasts last value + step."""
+    series = [{"id": key, "values": SIX} for key in ("quiet", "noisy", "stranger")] + [{"values": SIX}]
+    r = client.post("/v1/models/panel/forecast", json={"series": series, "levels": [80]})
+    assert r.status_code == 200, r.get_json()
+    reach = [np.subtract(a["intervals"]["80"]["upper"], a["mean"]) for a in r.get_json()["forecasts"]]
+    np.testing.assert_allclose(reach[0], [1, 1, 1])  # 2 x 0.5
+    np.testing.assert_allclose(reach[1], [6, 6, 6])  # 2 x 3
+    np.testing.assert_allclose(reach[2], [1, 2, 3])  # not one of the panel's: the pooled widths
+    np.testing.assert_allclose(reach[3], [1, 2, 3])
+    assert client.get("/v1/models/panel").get_json()["intervals"]["series"] == 2
 
 
 def test_v1_serves_the_levels_asked_for(client: FlaskClient) -> None:
@@ -233,6 +315,7 @@ def test_the_model_description_says_which_levels_it_serves(client: FlaskClient) 
         "errors": 57,
         "max_level": 95.0,
         "levels": None,  # any level up to max_level (a quantile head lists its own)
+        "series": 0,  # no panel's series with widths of their own
     }
     assert client.get("/v1/models/plain").get_json().get("intervals") is None
 

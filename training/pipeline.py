@@ -156,7 +156,8 @@ def calibration(run: Run) -> Intervals:
         windows = run.windows["val"]
         with torch.no_grad():
             forecast = run.model.eval()(torch.from_numpy(windows.x)).numpy()
-    return intervals.calibrate(windows.x, windows.y, forecast, positive=positive)
+    ids = [run.dataset.series[int(i)].id for i in windows.series]  # a panel's series: their own widths
+    return intervals.calibrate(windows.x, windows.y, forecast, positive=positive, series=ids)
 
 
 def build_manifest(

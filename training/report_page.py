@@ -85,7 +85,8 @@ def collect(
     asked = sorted(set(served))
     lower = upper = np.empty((0, *pred.shape), dtype=np.float32)  # (levels, n, horizon, targets)
     if cal is not None and asked:
-        lower, upper = intervals.stacked_bounds(cal, test.x, pred, asked, learned)
+        factors = intervals.series_factors(cal, [ds.series[int(k)].id for k in test.series])
+        lower, upper = intervals.stacked_bounds(cal, test.x, pred, asked, learned, factors)
     shaded = [(intervals.level_key(lv), asked.index(lv)) for lv in BANDS if lv in asked]
     series = []
     for k in shown:

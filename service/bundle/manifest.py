@@ -351,6 +351,17 @@ class Intervals(_Strict):
     positive: bool = Field(
         default=False, description="lower bounds are clipped at 0 (every training value was positive)"
     )
+    series: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="a panel's own widths: series id -> its factor per target (its mean scaled error "
+        "over the pooled one, shrunk towards 1); a requested series with that id gets series_widths "
+        "times its factor, any other the pooled widths. Empty for one series",
+    )
+    series_widths: list[list[list[float]]] = Field(
+        default_factory=list,
+        description="[level][step][target]: half-widths in units of the window's spread times the "
+        "series' factor; empty without series",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Intervals:
@@ -370,9 +381,20 @@ class Intervals(_Strict):
         shapes = {(len(w), *{len(row) for row in w}) for w in self.widths}
         if len(shapes) != 1 or len(next(iter(shapes))) != 2:
             raise ValueError("widths must be [level][step][target], every level the same shape")
-        flat = [v for w in self.widths for row in w for v in row]
+        flat = [v for w in (*self.widths, *self.series_widths) for row in w for v in row]
         if not all(v >= 0 and v != float("inf") for v in flat):  # NaN fails v >= 0
             raise ValueError("widths must be finite and non-negative")
+        if bool(self.series) != bool(self.series_widths):
+            raise ValueError("series and series_widths go together")
+        if self.series_widths:
+            shapes = {(len(w), *{len(row) for row in w}) for w in self.series_widths}
+            if len(self.series_widths) != len(self.widths) or shapes != {self.shape}:
+                raise ValueError("series_widths must have the shape of widths")
+            factors = [v for f in self.series.values() for v in f]
+            if any(len(f) != self.shape[1] for f in self.series.values()) or not all(
+                0 < v < float("inf") for v in factors
+            ):
+                raise ValueError("each series' factors must be one finite positive number per target")
         return self
 
     @property
@@ -390,9 +412,27 @@ class Intervals(_Strict):
         return grid, widths
 
     @cached_property
-    def cache(self) -> dict[tuple[float, ...], Any]:
-        """levels -> their interpolated widths, filled by ``service.bundle.intervals.widths`` (bounded
-        there)."""
+    def series_table(self) -> tuple[Any, Any]:
+        """``table`` for ``series_widths`` (empty without series)."""
+        import numpy as np
+
+        grid = np.asarray([0.0, *self.levels])
+        if not self.series_widths:
+            return grid, np.zeros((0, *self.shape))
+        widths = np.asarray(self.series_widths, dtype=np.float64)
+        return grid, np.concatenate([np.zeros((1, *self.shape)), widths])
+
+    @cached_property
+    def factors(self) -> dict[str, Any]:
+        """series id -> float64 ``(targets,)``: ``series`` as arrays, built once per bundle."""
+        import numpy as np
+
+        return {key: np.asarray(f, dtype=np.float64) for key, f in self.series.items()}
+
+    @cached_property
+    def cache(self) -> dict[tuple[Any, ...], Any]:
+        """(levels, known series) -> their interpolated widths, filled by
+        ``service.bundle.intervals.widths`` (bounded there)."""
         return {}
 
     @property
