@@ -10,7 +10,6 @@ from werkzeug.security import safe_join
 from service import forecast, requestlog
 from service.bundle import store
 from service.bundle.manifest import Intervals, Manifest
-from service.bundle.predictor import predict_with_bounds
 from service.errors import ModelNotFound, ReportNotFound
 from service.metrics import now
 from service.payload import model_response, read_json
@@ -47,6 +46,8 @@ def model_info(registry: Registry, name: str) -> ModelInfo:
         created=manifest.created if manifest else None,
         spec=manifest.spec if manifest else None,
         timestamps_supported=manifest is not None and parse_frequency(manifest.spec.frequency) is not None,
+        min_history=manifest.spec.input_window.min_length if manifest else None,
+        max_horizon=manifest.spec.horizon if manifest else None,
         metrics=manifest.metrics if manifest else None,
         selection=manifest.selection if manifest else None,
         intervals=_intervals_info(manifest.intervals) if manifest and manifest.intervals else None,
@@ -134,7 +135,7 @@ def forecast_view(name: str) -> Response:
     batch = forecast.prepare(req, manifest, horizon)  # 422 naming every bad series
     started = now()
     # (batch, horizon, targets); a quantile head's bounds too when levels are asked
-    y, learned = predict_with_bounds(served.predictor, batch.x, bool(req.levels))
+    y, learned = forecast.predict(served.predictor, batch, bool(req.levels))
     app_state.metrics.observe_prediction(name, served.version, len(req.series), now() - started)
     requestlog.note_model(name, served.version, len(req.series))
     body = forecast.answer(manifest, req, batch, y, learned)  # 422 if a forecast is not finite

@@ -20,7 +20,8 @@ from pydantic import ValidationError
 
 from service import values
 from service.bundle import intervals
-from service.bundle.manifest import Manifest, ModelSpec
+from service.bundle.manifest import Intervals, Manifest, ModelSpec
+from service.bundle.predictor import Predictor, predict_with_bounds
 from service.errors import InvalidRequest, validation_details
 from service.schemas import ForecastRequest, SeriesIn
 from service.timeindex import Frequency, format_timestamps, parse_frequency, parse_timestamp
@@ -38,9 +39,44 @@ class _Bad(Exception):
 class Batch:
     """What the model needs, and what the answer needs to be dated."""
 
-    x: np.ndarray  # float32 (batch, time, features), time = min(window, shortest history)
+    # float32 (batch, time, features), time = min(window, history); a list of each series'
+    # (time, features) when their lengths differ (a generative model's short contexts)
+    x: np.ndarray | list[np.ndarray]
     horizon: int  # steps to return
     timestamps: list[list[str] | None]  # per series: times of the forecast steps, if known
+
+    def groups(self) -> list[tuple[np.ndarray | slice, np.ndarray]]:
+        """``(rows, x)`` per history length: the whole batch at once in the common case."""
+        if isinstance(self.x, np.ndarray):
+            return [(slice(None), self.x)]
+        lengths = np.fromiter((len(a) for a in self.x), dtype=np.int64, count=len(self.x))
+        return [
+            (rows, np.stack([self.x[i] for i in rows]))
+            for rows in (np.flatnonzero(lengths == n) for n in np.unique(lengths))
+        ]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def predict(predictor: Predictor, batch: Batch, bounds: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """``predict_with_bounds`` over the batch: one model call, or one per history length."""
+    if isinstance(batch.x, np.ndarray):
+        return predict_with_bounds(predictor, batch.x, bounds)
+    n = len(batch)
+    y: np.ndarray | None = None
+    learned: np.ndarray | None = None
+    for rows, x in batch.groups():
+        part, part_learned = predict_with_bounds(predictor, x, bounds)
+        if y is None:
+            y = np.empty((n, *part.shape[1:]), part.dtype)
+            if part_learned is not None:
+                learned = np.empty((*part_learned.shape[:2], n, *part_learned.shape[3:]), part_learned.dtype)
+        y[rows] = part
+        if learned is not None and part_learned is not None:
+            learned[:, :, rows] = part_learned
+    assert y is not None  # a batch has at least one series
+    return y, learned
 
 
 def _in_series_order(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -159,7 +195,7 @@ def answer(
     if req.levels and cal is not None:
         # a panel's series named by their training id get their own widths
         factors = intervals.series_factors(cal, [series.id for series in req.series]) if cal.series else None
-        both = intervals.both_bounds(cal, batch.x, y, req.levels, learned, factors)
+        both = _bounds(cal, batch, y, req.levels, learned, factors)
         keys = [intervals.level_key(level) for level in req.levels]
     # whole arrays first: one call each, and which series failed only when one did
     if not (np.isfinite(y).all() and (both is None or np.isfinite(both).all())):
@@ -193,6 +229,31 @@ def answer(
         "forecasts": forecasts,
     }
     return orjson.dumps(fields, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _bounds(
+    cal: Intervals,
+    batch: Batch,
+    y: np.ndarray,
+    levels: list[float],
+    learned: np.ndarray | None,
+    factors: np.ndarray | None,
+) -> np.ndarray:
+    """``intervals.both_bounds`` of the batch, per history length when they differ (each width
+    scales with its own window's spread)."""
+    if isinstance(batch.x, np.ndarray):
+        return intervals.both_bounds(cal, batch.x, y, levels, learned, factors)
+    both = np.empty((2, len(levels), *y.shape), np.float32)
+    for rows, x in batch.groups():
+        both[:, :, rows] = intervals.both_bounds(
+            cal,
+            x,
+            y[rows],
+            levels,
+            None if learned is None else learned[:, :, rows],
+            None if factors is None else factors[rows],
+        )
+    return both
 
 
 def _last_timestamp(series: SeriesIn, count: int, freq: Frequency | None) -> tuple[datetime, bool] | None:

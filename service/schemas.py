@@ -169,6 +169,14 @@ class ModelInfo(BaseModel):
         default=False,
         description="whether forecasts carry timestamps (the frequency is known to the service)",
     )
+    min_history: int | None = Field(
+        default=None,
+        description="the fewest values a series may send (spec.input_window.min_length): the window "
+        "the model was trained on, or less for a model that generates from a short context",
+    )
+    max_horizon: int | None = Field(
+        default=None, description="the most steps a request may ask (spec.horizon); fewer: the first ones"
+    )
     metrics: Metrics | None = None
     selection: Selection | None = Field(
         default=None, description="how the automatic recipe chose the model (the manifest's, as it is)"

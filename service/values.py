@@ -197,12 +197,17 @@ def _common_case(histories: list[Any], spec: ModelSpec) -> np.ndarray | None:
     return None if not_positive(x, spec) is not None else x
 
 
-def batch(histories: list[Any], spec: ModelSpec) -> tuple[np.ndarray | None, list[dict[str, Any]]]:
+def batch(
+    histories: list[Any], spec: ModelSpec
+) -> tuple[np.ndarray | list[np.ndarray] | None, list[dict[str, Any]]]:
     """Every series' values as one float32 ``(batch, time, features)`` model input, or None and
     an error detail for each bad series.
 
     Histories are cut to the window, so they differ in length only for a model
-    whose minimum is below its window: those are fed the common, shortest tail.
+    whose minimum is below its window (a generative head, forecasting from a
+    short context): then each series' own ``(time, features)`` array, in order,
+    and ``service.forecast`` runs each length apart (cutting every series to the
+    shortest would throw away the history of the others).
     """
     x = _common_case(histories, spec)
     if x is not None:
@@ -210,8 +215,9 @@ def batch(histories: list[Any], spec: ModelSpec) -> tuple[np.ndarray | None, lis
     arrays, details = check_all(enumerate(histories), spec)
     if details:
         return None, details
-    time = min(len(a) for a in arrays)
-    return np.stack([a[-time:] for a in arrays]), []
+    if len({len(a) for a in arrays}) > 1:
+        return arrays, []
+    return np.stack(arrays), []
 
 
 def numbers_array(data: list[Any]) -> np.ndarray:

@@ -43,6 +43,9 @@ COMBOS = [
     ("rnn", "seq2seq", "steps"),
     ("lstm", "seq2seq", "steps"),
     ("gru", "seq2seq", "steps"),
+    ("rnn", "shift", "steps"),
+    ("lstm", "shift", "steps"),
+    ("gru", "shift", "steps"),
     ("lstm", "mlp", "steps"),
 ]
 IDS = [f"{c}-{h}-{r}" for c, h, r in COMBOS]
@@ -72,9 +75,10 @@ def airline():
 @pytest.mark.parametrize(("cell", "head", "readout"), COMBOS, ids=IDS)
 def test_output_shape_for_any_batch_and_longer_history(cell, head, readout, layers):
     cfg = NetworkSpec(cell=cell, head=head, readout=readout, hidden=8, layers=layers, dropout=0.1)
-    model = make(cfg, n_features=3, n_targets=2, length=20, horizon=5).eval()
+    features = 2 if head == "shift" else 3  # the shift head reads its targets only
+    model = make(cfg, n_features=features, n_targets=2, length=20, horizon=5).eval()
     for batch, time in [(1, 20), (9, 20)] + ([(4, 31)] if head != "mlp" else []):
-        y = model(torch.randn(batch, time, 3) * 50 + 10)
+        y = model(torch.randn(batch, time, features) * 50 + 10)
         assert y.shape == (batch, 5, 2)
         assert torch.isfinite(y).all()
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.bundle.manifest import NAME_PATTERN, NetworkSpec
+from service.bundle.manifest import GENERATIVE, NAME_PATTERN, NetworkSpec
 
 log = logging.getLogger("seqcast.config")
 
@@ -116,6 +116,14 @@ class WindowConfig(_Section):
     )
     horizon: int = Field(default=12, gt=0, description="forecast steps")
     stride: int = Field(default=1, gt=0, description="steps between training windows")
+    min_history: int | None = Field(
+        default=None,
+        gt=0,
+        description="shortest history a request may send (generation from a short context); None: "
+        "the window's length. Below it needs model.head shift or seq2seq: each training batch is "
+        "cut to a random length between min_history and length, so the model learns to forecast "
+        "from any of them",
+    )
 
 
 class TrainConfig(_Section):
@@ -249,6 +257,15 @@ class Config(_Section):
     def _consistent(self) -> Config:
         if self.model is not None and self.window.length is not None:
             self.model.check_window(self.window.length, self.window.horizon)
+        shortest = self.window.min_history
+        if shortest is not None:
+            if self.window.length is not None and shortest > self.window.length:
+                raise ValueError(f"window.min_history ({shortest}) must not exceed window.length")
+            if self.model is None or self.model.head not in GENERATIVE:
+                raise ValueError(
+                    "window.min_history needs a [model] with a head that generates from a short "
+                    f"context: {' or '.join(GENERATIVE)}"
+                )
         overlap = set(self.data.targets) & set(self.data.covariates)
         if overlap:
             raise ValueError(f"columns both target and covariate: {sorted(overlap)}")

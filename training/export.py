@@ -101,7 +101,8 @@ def check_parity(
     """Compare the served graph (``predictor``) with PyTorch on real windows ``(n, time, features)``.
 
     Batch sizes 1, 7 and 256 (windows repeated when there are fewer), plus a
-    longer history for heads with a dynamic time axis. Raises ExportError.
+    longer history for heads with a dynamic time axis and the shortest history a generative
+    head accepts (``input_window.min_length``). Raises ExportError.
     """
     if len(windows) == 0:
         raise ExportError("no windows to check parity on")
@@ -120,6 +121,10 @@ def check_parity(
         # A longer history than the window must also run (clients may send more).
         longer = np.concatenate([windows[:, :1].repeat(5, axis=1), windows], axis=1)
         cases.append((7, longer))
+    shortest = model.spec.input_window.min_length
+    if shortest < windows.shape[1]:
+        # A generative head promises forecasts from a history that short: the graph must agree there
+        cases.append((7, windows[:, -shortest:]))
     for batch, source in cases:
         x = np.resize(source, (batch, *source.shape[1:])).astype(np.float32)
         with torch.no_grad():

@@ -11,6 +11,9 @@ Heads:
   (``readout="last"``);
 - ``seq2seq`` encoder-decoder (many-to-many): the decoder starts from the
   encoder state and feeds each prediction back in;
+- ``shift``   sequence-shift (many-to-many): one network trained to predict
+  every next step of the window (the input shifted by one, a loss at each
+  step), forecasting by rolling forward on its own predictions;
 - ``mlp``     one-to-one feed-forward baseline on the flattened window, no recurrence.
 
 Options: ``base_lag`` adds the seasonal naive read from the input window to the
@@ -145,6 +148,45 @@ class Seq2SeqHead(nn.Module):
         return torch.cat(outputs, dim=1)  # (batch, horizon, targets)
 
 
+class ShiftHead(nn.Module):
+    """Many-to-many: one recurrent network that, at every step of a sequence, predicts the next
+    step's targets; it forecasts by feeding each prediction back in as the next input.
+
+    Trained with the input shifted by one as the target and a loss at every step
+    (``teacher``); ``forward`` rolls it on its own outputs for ``horizon`` steps. Each prediction
+    is the last value plus a learned change (the projection starts at zero, so the untrained
+    model is the naive forecast). Inputs are the targets alone: covariates it could not forecast.
+    """
+
+    def __init__(self, cfg: NetworkSpec, n_targets: int, horizon: int) -> None:
+        super().__init__()
+        self.horizon, self.n_targets = horizon, n_targets
+        self.cell = make_cell(cfg.cell, n_targets, cfg.hidden, cfg.layers, cfg.dropout)
+        self.proj = nn.Linear(cfg.hidden, n_targets)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def last_layer(self) -> nn.Linear:
+        return self.proj
+
+    def teacher(self, seq: torch.Tensor) -> torch.Tensor:
+        """``(batch, time, targets)`` normalised -> the prediction of each next step, same shape
+        (row ``t`` forecasts ``seq[:, t + 1]``)."""
+        out, _ = self.cell(seq)
+        return seq + self.proj(out)
+
+    def forward(self, xn: torch.Tensor) -> torch.Tensor:
+        out, state = self.cell(xn)
+        step = xn[:, -1:] + self.proj(out[:, -1:])  # (batch, 1, targets)
+        outputs = [step]
+        # A fixed-length Python loop: traced into `horizon - 1` cell steps in ONNX.
+        for _ in range(self.horizon - 1):
+            out, state = self.cell(step, state)
+            step = step + self.proj(out)
+            outputs.append(step)
+        return torch.cat(outputs, dim=1)  # (batch, horizon, targets)
+
+
 class MLPHead(nn.Module):
     def __init__(self, cfg: NetworkSpec, n_features: int, n_targets: int, horizon: int, length: int) -> None:
         super().__init__()
@@ -197,6 +239,8 @@ class Forecaster(nn.Module):
             self.head = DirectHead(cfg, n_features, outputs, horizon)
         elif cfg.head == "seq2seq":
             self.head = Seq2SeqHead(cfg, n_features, n_targets, horizon)
+        elif cfg.head == "shift":
+            self.head = ShiftHead(cfg, n_targets, horizon)
         elif cfg.head == "mlp":
             self.head = MLPHead(cfg, n_features, outputs, horizon, length)
         else:
@@ -223,7 +267,7 @@ class Forecaster(nn.Module):
         last layer). ``0.5`` makes the model the mean of its network and its base."""
         if self.head is None or not self.has_base:
             raise ValueError("only a network on a base has a correction to scale")
-        last = cast("DirectHead | Seq2SeqHead | MLPHead", self.head).last_layer()
+        last = cast("DirectHead | Seq2SeqHead | ShiftHead | MLPHead", self.head).last_layer()
         with torch.no_grad():
             last.weight.mul_(factor)
             last.bias.mul_(factor)
@@ -282,6 +326,17 @@ class Forecaster(nn.Module):
                 yn = self.gate * yn
             yn = self.base(x, xn, loc, scale) + yn
         return yn, offsets, loc[..., :nt], scale[..., :nt]
+
+    def teacher_scaled(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A shift head's training pair, normalised by the input window ``x`` ``(batch, time,
+        targets)`` with ``y`` ``(batch, horizon, targets)`` raw after it: ``(predicted, actual)``,
+        each ``(batch, time + horizon - 1, targets)``, the prediction of every next step of the
+        whole sequence from the steps before it (teacher forcing)."""
+        if not isinstance(self.head, ShiftHead):
+            raise ValueError("teacher forcing trains the shift head only")
+        xn, loc, scale = self.scaler(x)
+        seq = torch.cat([xn, (y - loc) / scale], dim=1)
+        return self.head.teacher(seq[:, :-1]), seq[:, 1:]
 
     def forward_scaled_bounds(
         self, x: torch.Tensor
@@ -386,13 +441,16 @@ def model_spec(
     length: int,
     horizon: int,
     frequency: str | None = None,
+    min_length: int | None = None,
 ) -> ModelSpec:
     """The spec of one network: the recurrent heads take any history of at least ``length``
-    steps (a dynamic time axis); the mlp head exactly ``length``."""
+    steps (a dynamic time axis; ``min_length``: a shift or seq2seq head trained to forecast from
+    that few); the mlp head exactly ``length``."""
     dynamic = network.head != "mlp"
+    shortest = length if min_length is None else min_length
     return ModelSpec(
         network=network,
-        input_window=InputWindow(length=length, min_length=length, max_length=None if dynamic else length),
+        input_window=InputWindow(length=length, min_length=shortest, max_length=None if dynamic else length),
         horizon=horizon,
         features=list(features),
         targets=list(targets),

@@ -101,7 +101,15 @@ def fit_network(
 ) -> tuple[Model, TrainResult]:
     """Train the hand-written network (``train.ensemble`` members) on the windows."""
     assert cfg.window.length is not None  # resolved
-    spec = model_spec(network, ds.features, ds.targets, cfg.window.length, cfg.window.horizon, ds.frequency)
+    spec = model_spec(
+        network,
+        ds.features,
+        ds.targets,
+        cfg.window.length,
+        cfg.window.horizon,
+        ds.frequency,
+        min_length=cfg.window.min_history,
+    )
     members, results = [], []
     for i in range(cfg.train.ensemble):
         # Member seeds seed*K .. seed*K+K-1: runs with different seeds share no member

@@ -47,7 +47,7 @@ import torch
 
 from service.bundle.manifest import CandidateScore, NetworkSpec, Selection
 from training import bases
-from training.config import Config, SplitConfig, WindowConfig
+from training.config import Config, SplitConfig
 from training.data import DataError, Dataset
 from training.models import Forecaster, build_model, model_spec
 from training.side_by_side import Job, train_all
@@ -193,7 +193,7 @@ def resolve(cfg: Config, ds: Dataset, season: int) -> Config:
     return cfg.model_copy(
         update={
             "split": SplitConfig(test=test, val=val),
-            "window": WindowConfig(length=length, horizon=h, stride=cfg.window.stride),
+            "window": cfg.window.model_copy(update={"length": length, "horizon": h}),
         }
     )
 

@@ -72,11 +72,17 @@ def pick_device(choice: str) -> torch.device:
 
 
 def _scaled_loss(
-    model: Model, loss_fn, x: torch.Tensor, y: torch.Tensor, bounds: bool = True
+    model: Model, loss_fn, x: torch.Tensor, y: torch.Tensor, bounds: bool = True, teacher: bool = False
 ) -> torch.Tensor:
     """Loss in normalised units: ``y`` is ``(batch, horizon, targets)`` raw. A quantile head
     (``network.quantiles``) adds the pinball loss of every bound it learns, unless ``bounds`` is
-    False (the point forecast's loss alone)."""
+    False (the point forecast's loss alone). ``teacher``: a shift head's training loss, at every
+    step of the window and the horizon, each predicted from the true steps before it; without
+    it, the loss of the forecast it serves (rolled on its own predictions), which validation
+    and early stopping watch."""
+    if teacher and isinstance(model, Forecaster) and model.spec.network.head == "shift":
+        predicted, actual = model.teacher_scaled(x, y)
+        return loss_fn(predicted, actual)
     levels = model.spec.network.quantiles
     if not levels or not bounds:
         yn, loc, scale = model.forward_scaled(x)
@@ -187,13 +193,20 @@ def fit(
         leave=False,
         disable=not (machine.progress and sys.stderr.isatty()),
     )
+    window = model.spec.input_window
     for epoch in bar:
         model.train()
         order = torch.randperm(len(xt), generator=gen).to(device)
         running = 0.0
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            loss = _scaled_loss(model, loss_fn, xt[idx], yt[idx])
+            xb = xt[idx]
+            if window.min_length < window.length:
+                # generation from a short context: each batch sees the last `keep` steps only,
+                # any length the model promises to forecast from (window.min_history)
+                keep = int(torch.randint(window.min_length, window.length + 1, (1,), generator=gen))
+                xb = xb[:, -keep:]
+            loss = _scaled_loss(model, loss_fn, xb, yt[idx], teacher=True)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip_norm:  # 0 or None: off

@@ -103,17 +103,26 @@ DAMPING_GRID = (0.0, 0.5, 0.8, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 1.0)
 MAX_QUANTILE_LEVELS = 8  # levels a quantile head learns at most: each adds two outputs per step
 
 
+# Heads that forecast from a history shorter than their window (one-to-many, generation from a
+# short context): both run a recurrent cell over whatever history they get, then feed their own
+# forecasts back in, and train on contexts cut short (window.min_history).
+GENERATIVE = ("shift", "seq2seq")
+
+
 class NetworkSpec(_Strict):
     """The network and its base; the bundle manifest stores it as trained (spec.network)."""
 
     cell: Literal["rnn", "lstm", "gru"] = Field(
         default="lstm", description="recurrent cell of the direct and seq2seq heads (the mlp head has none)"
     )
-    head: Literal["direct", "seq2seq", "mlp", "none"] = Field(
+    head: Literal["direct", "seq2seq", "shift", "mlp", "none"] = Field(
         default="direct",
         description="direct: many-to-one encoder, the forecast read from its outputs; seq2seq: "
-        "encoder-decoder feeding each prediction back in; mlp: a feed-forward baseline on the "
-        "flattened window (one-to-one); none: no network, the base alone",
+        "encoder-decoder feeding each prediction back in; shift: one recurrent network trained to "
+        "predict every next step of the window (the input shifted by one, a loss at each step), "
+        "forecasting by feeding its own predictions back in (many-to-many; targets only, no "
+        "covariates); mlp: a feed-forward baseline on the flattened window (one-to-one); none: no "
+        "network, the base alone",
     )
     readout: Literal["steps", "last"] = Field(
         default="steps",
@@ -203,10 +212,10 @@ class NetworkSpec(_Strict):
             raise ValueError("quantiles must be levels in (0, 100), increasing, each once")
         if levels and self.head not in ("direct", "mlp"):
             raise ValueError("quantiles need the direct or mlp head (seq2seq feeds its point forecast back)")
-        if (self.base_lag is not None or self.base is not None) and self.head == "seq2seq":
+        if (self.base_lag is not None or self.base is not None) and self.head in ("seq2seq", "shift"):
             # The decoder feeds its own outputs back in; with a base those would be
             # corrections, not forecasts.
-            raise ValueError("a base works with the direct and mlp heads (or none), not seq2seq")
+            raise ValueError(f"a base works with the direct and mlp heads (or none), not {self.head}")
         return self
 
     def check_window(self, length: int, horizon: int) -> None:
@@ -252,6 +261,16 @@ class ModelSpec(_Strict):
         if self.features[: len(self.targets)] != self.targets:
             raise ValueError("features must start with the targets, in the same order")
         self.network.check_window(self.input_window.length, self.horizon)
+        if self.network.head == "shift" and self.covariates:
+            raise ValueError(
+                "the shift head feeds its forecasts back in as the next input and forecasts no "
+                f"covariates ({', '.join(self.covariates)}): train it on targets only, or use the direct head"
+            )
+        if self.input_window.min_length < self.input_window.length and self.network.head not in GENERATIVE:
+            raise ValueError(
+                f"a history shorter than the window ({self.input_window.min_length} < "
+                f"{self.input_window.length}) needs a head that generates: {' or '.join(GENERATIVE)}"
+            )
         return self
 
     @property
