@@ -6,8 +6,10 @@ from what precedes it, two ways:
 
 * ``validation``: the older half of the validation windows only (the first shipped calibration);
 * ``history``: every training window too, i.e. every origin before the newer half;
-* ``per series``: the same windows, a panel's series with widths of their own (as shipped;
-  the same as ``history`` on a set of one series).
+* ``per series``: the same windows, a panel's series with widths of their own (the same as
+  ``history`` on a set of one series);
+* ``per series, recent``: and a panel calibrated on each series' 24 newest windows only (as
+  shipped; ``service.bundle.intervals.RECENT``).
 
 Both use the chosen model's forecasts as it was chosen (``training.recipe.Calibration``). The
 scores are the coverage of the 80 % and 95 % intervals and the 95 % interval score scaled like
@@ -36,7 +38,7 @@ from bench import tables  # noqa: E402
 from bench.protocol import BY_NAME, SETS, gmean, scale  # noqa: E402
 
 DOC_START, DOC_END = "<!-- calibration:start -->", "<!-- calibration:end -->"
-SOURCES = ("validation", "history", "per series")
+SOURCES = ("validation", "history", "per series", "per series, recent")
 LEVELS = (80, 95)
 
 
@@ -105,14 +107,17 @@ def run_set(name: str, data: Path, threads: int = 1) -> Result:
         np.concatenate([cal.windows.y[past], val.y[older]]),
         np.concatenate([cal.forecast[past], run.choice.val_forecast[older]]),
     )
+    known = list(ids[np.concatenate([cal.windows.series[past], val.series[older]])])
+    origins = np.concatenate([cal.windows.origin[past], val.origin[older]])
     sources = {
-        "validation": (val.x[older], val.y[older], run.choice.val_forecast[older], None),
-        "history": (*history, None),
-        "per series": (*history, list(ids[np.concatenate([cal.windows.series[past], val.series[older]])])),
+        "validation": (val.x[older], val.y[older], run.choice.val_forecast[older], None, None),
+        "history": (*history, None, None),
+        "per series": (*history, known, None),
+        "per series, recent": (*history, known, origins),
     }
     scores = {}
-    for source, (cx, cy, cf, cids) in sources.items():
-        calibration = intervals.calibrate(cx, cy, cf, positive=positive, series=cids)
+    for source, (cx, cy, cf, cids, corigins) in sources.items():
+        calibration = intervals.calibrate(cx, cy, cf, positive=positive, series=cids, origins=corigins)
         asked = [min(level, calibration.max_level) for level in LEVELS]  # a short series' ceiling
         factors = intervals.series_factors(calibration, list(ids[val.series[newer]]))
         bands = intervals.bounds(calibration, x, f, asked, factors=factors)
@@ -123,8 +128,9 @@ def run_set(name: str, data: Path, threads: int = 1) -> Result:
 def table(results: list[Result]) -> str:
     lines = [
         "| set | windows scored | training windows added | validation: 80 % | 95 % | score "
-        "| history: 80 % | 95 % | score | per series: 80 % | 95 % | score |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| history: 80 % | 95 % | score | per series: 80 % | 95 % | score "
+        "| per series, recent: 80 % | 95 % | score |",
+        "|---|---:|---:|" + "---:|" * 12,
     ]
     for r in results:
         cells = [f"{v:.1f}" if i < 2 else f"{v:.2f}" for src in SOURCES for i, v in enumerate(r.scores[src])]

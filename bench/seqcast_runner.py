@@ -39,36 +39,54 @@ class SeqcastResult:
     chosen: str  # what the recipe chose (the manifest's selection)
     resolved: dict[str, Any] = field(default_factory=dict)  # the split and window the recipe resolved
     bands: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # level -> (lower, upper)
+    short: dict[int, np.ndarray] = field(default_factory=dict)  # history length -> forecast (series, h)
 
 
-def config_for(s: DataSet, path: Path, seed: int, threads: int | None) -> dict[str, Any]:
-    """The user's config: only the data, the holdout and the horizon (and the machine it runs on)."""
+def config_for(
+    s: DataSet, path: Path, seed: int, threads: int | None, model: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The user's config: only the data, the holdout and the horizon (and the machine it runs on);
+    ``model``: a hand-written ``[model]`` section (and ``min_history``, ``stride``) instead of the
+    recipe."""
     data: dict[str, Any] = {"path": str(path), "timestamp": "timestamp"}
     if s.targets:
         data["targets"] = list(s.targets)  # covariate files: the target alone, univariately
     if s.layout == "long":
         data.update(layout="long", series_id="series_id")
     # Wide files with several value columns (uschange, arrivals, visnights): one multi-target config.
+    model = dict(model or {})
+    window: dict[str, Any] = {"horizon": s.h}
+    for key in ("min_history", "stride"):  # [window] options of a hand-written model
+        if key in model:
+            window[key] = model.pop(key)
     return {
         "data": data,
         "split": {"test": s.h},
-        "window": {"horizon": s.h},
+        "window": window,
         "train": {"seed": seed},
         # Where it runs, not what it trains: one thread keeps runs reproducible and the machine shared.
         "machine": {"threads": threads, "progress": False},
-    }
+    } | ({"model": model} if model else {})
 
 
 def seqcast_forecast(
-    s: DataSet, series: list[Series], root: Path, seed: int, threads: int | None = 1
+    s: DataSet,
+    series: list[Series],
+    root: Path,
+    seed: int,
+    threads: int | None = 1,
+    model: dict[str, Any] | None = None,
+    contexts: tuple[int, ...] = (),
 ) -> SeqcastResult:
-    """Train the default recipe on set ``s`` and forecast its test points through the ONNX bundle."""
+    """Train the default recipe (or the hand-written ``model``) on set ``s`` and forecast its test
+    points through the ONNX bundle; ``contexts``: also from only the last few points before the
+    test, for each of these history lengths (``SeqcastResult.short``)."""
     if s.name in PENDING:
         raise Pending(PENDING[s.name])
     from training.config import Config  # torch and the trainer only when Seqcast runs
     from training.pipeline import export_run, train_run
 
-    cfg = Config.model_validate(config_for(s, root / s.file, seed, threads))
+    cfg = Config.model_validate(config_for(s, root / s.file, seed, threads, model))
     t0 = time.perf_counter()
     run = train_run(cfg)
     train_s = time.perf_counter() - t0
@@ -103,6 +121,7 @@ def seqcast_forecast(
         return np.stack([by_id[sx.id] for sx in series]).astype(np.float64)
 
     bands = {level: (ordered(lo), ordered(up)) for level, (lo, up) in zip(LEVELS, bounds, strict=True)}
+    short = {n: ordered(exported.predictor.predict(np.ascontiguousarray(x[:, -n:]))) for n in contexts}
     chosen = run.choice.chosen if run.choice is not None else "hand-written model"
     log.info("%s seed %d: %s, train %.1fs, export %.1fs", s.name, seed, chosen, train_s, export_s)
     return SeqcastResult(
@@ -112,4 +131,5 @@ def seqcast_forecast(
         chosen=chosen,
         resolved={"split": run.config.split.model_dump(), "window": run.config.window.model_dump()},
         bands=bands,
+        short=short,
     )

@@ -388,3 +388,20 @@ def test_openapi_documents_levels_and_intervals(client: FlaskClient) -> None:
     spec = client.get("/openapi.json").get_json()
     text = str(spec)
     assert "Interval" in spec["components"]["schemas"] and "max_level" in text
+
+
+def test_a_panel_calibrates_on_each_series_newest_windows() -> None:
+    """Old windows that missed by 100 spreads make no width once each series has RECENT newer ones;
+    one series keeps its whole history."""
+    rng = np.random.default_rng(6)
+    n = 4 * (intervals.RECENT + 10)
+    x, y, f, ids = _panel(n, rng)
+    origins = np.repeat(np.arange(n // 2), 2)  # two series, windows in time order
+    old = origins < 10
+    y[old] = 100.0
+    cal = intervals.calibrate(x, y, f, series=ids, origins=origins)
+    assert cal.windows == 2 * intervals.RECENT
+    assert max(max(row) for row in cal.widths[cal.levels.index(95.0)]) < 20
+    assert intervals.calibrate(x, y, f, series=["one"] * n, origins=origins).windows == n
+    keep = intervals.recent(np.array(["a", "b", "a", "a", "b"], dtype=object), np.array([1, 5, 3, 2, 4]), 2)
+    assert keep.tolist() == [False, True, True, True, True]

@@ -165,7 +165,9 @@ def calibration(run: Run) -> Intervals:
         with torch.no_grad():
             forecast = run.model.eval()(torch.from_numpy(windows.x)).numpy()
     ids = [run.dataset.series[int(i)].id for i in windows.series]  # a panel's series: their own widths
-    return intervals.calibrate(windows.x, windows.y, forecast, positive=positive, series=ids)
+    return intervals.calibrate(
+        windows.x, windows.y, forecast, positive=positive, series=ids, origins=windows.origin
+    )
 
 
 def build_manifest(

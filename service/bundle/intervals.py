@@ -87,6 +87,14 @@ def max_level(scores: int) -> float:
     return 100.0 * scores / (scores + 1)
 
 
+# A panel calibrates on each series' RECENT newest windows only: the near future is more like its
+# recent past than its whole history (weighted conformal prediction under drift; Barber et al.
+# 2023), and a panel has errors enough there (148 series x 24 windows x 18 steps). On
+# us_employment's newer validation windows: 85.5 / 96.4 % coverage at 80 / 95 and interval score
+# 3.3, against 90.6 / 98.5 and 4.1 from every window (docs/accuracy.md). One series keeps its
+# whole history: 24 windows alone covered worse (the validation-only calibration).
+RECENT = 24
+
 # A series' factor is shrunk towards the panel's 1 as if SHRINK windows of the panel's mean were
 # added to its own: a series with few windows is not given a range from a handful of errors
 # (0, 5 and 20 scored within 1 % of each other on us_employment's validation windows).
@@ -111,14 +119,21 @@ def calibrate(
     forecast: np.ndarray,
     positive: bool = False,
     series: Sequence[str] | None = None,
+    origins: np.ndarray | None = None,
 ) -> Intervals:
     """The calibration from past windows (every origin before the test split, or a hand-written
     model's validation windows).
 
     ``x``: ``(n, time, features)`` inputs; ``y`` and ``forecast``: ``(n, horizon, targets)``
     actuals and the model's forecasts of them. ``positive``: clip lower bounds at 0. ``series``:
-    each window's series id (``n``); with two series or more, each gets its own factor.
+    each window's series id (``n``); with two series or more, each gets its own factor, and with
+    ``origins`` (``(n,)``, each window's position in its series) only each series' ``RECENT``
+    newest windows calibrate.
     """
+    if series is not None and origins is not None and len(set(series)) > 1:
+        keep = recent(np.asarray(series, dtype=object), np.asarray(origins))
+        x, y, forecast = x[keep], y[keep], forecast[keep]
+        series = [series[int(i)] for i in np.flatnonzero(keep)]
     n, horizon, targets = y.shape if y.ndim == 3 else (0, 0, 0)
     if n < 1 or y.shape != forecast.shape or len(x) != n:
         raise ValueError(f"calibration needs matching windows: x {x.shape}, y {y.shape}, {forecast.shape}")
@@ -161,6 +176,17 @@ def calibrate(
         series=factors,
         series_widths=series_widths,
     )
+
+
+def recent(series: np.ndarray, origins: np.ndarray, count: int = RECENT) -> np.ndarray:
+    """Boolean ``(n,)``: each series' ``count`` windows of the largest origins."""
+    order = np.lexsort((-origins, series))  # by series, newest first
+    ids = series[order]
+    first = np.r_[True, ids[1:] != ids[:-1]]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(ids)), 0))
+    keep = np.zeros(len(series), bool)
+    keep[order[np.arange(len(ids)) - start < count]] = True
+    return keep
 
 
 CACHED_LEVELS = 64  # level lists whose widths a calibration keeps (any client may ask any level)
