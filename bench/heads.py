@@ -11,7 +11,10 @@ benchmark's protocol (bench/protocol.py: the last ``h`` points of each series, o
   forecasts rolled on its own predictions;
 * ``shift, short``: the same trained on contexts cut to any length from ``SHORT`` steps
   (``window.min_history``); it also forecasts the test from only the last ``CONTEXTS`` points,
-  which measures what a short context costs.
+  which measures what a short context costs (one-to-many);
+* ``mlp``: the feed-forward baseline on the flattened window (one-to-one).
+
+``--figure`` draws one panel per architecture on ``FIGURE_SET`` (docs/heads.png).
 
 Scores: MASE per set (mean over series, then over seeds), geometric mean over sets, and the
 error per horizon step (mean absolute error over the in-sample seasonal MAE, geometric mean
@@ -49,7 +52,15 @@ HEADS: dict[str, dict[str, Any]] = {
     "seq2seq": {"cell": "lstm", "head": "seq2seq"},
     "shift": {"cell": "lstm", "head": "shift"},
     "shift, short": {"cell": "lstm", "head": "shift", "min_history": SHORT},
+    "mlp": {"head": "mlp"},
 }
+FIGURE_SET = "airline"  # the set whose forecasts docs/heads.png draws, one panel per architecture
+PANELS = (  # (title, head, history length: None for the whole window)
+    ("many-to-one: direct", "direct", None),
+    ("many-to-many: shift", "shift", None),
+    (f"one-to-many: shift from the last {SHORT} values", "shift, short", SHORT),
+    ("one-to-one: mlp", "mlp", None),
+)
 PANEL_STRIDE = 12  # training windows of a panel (us_employment): one origin a year per series
 MONTHLY = tuple(s.name for s in SETS if s.frequency == "monthly")
 
@@ -156,6 +167,38 @@ def report(work: list[tuple[DataSet, list[Series]]], done: dict[tuple[str, str, 
     return "\n".join(lines)
 
 
+def figure(work: list[tuple[DataSet, list[Series]]], done: dict[tuple[str, str, int], dict[str, Any]],
+           seed: int, path: Path) -> None:  # fmt: skip
+    """One panel per architecture: the history, the test points and the forecast of ``FIGURE_SET``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s, series = next((s, series) for s, series in work if s.name == FIGURE_SET)
+    insample, test = series[0].split(s.h)
+    shown = insample[-3 * s.season :]
+    before = np.arange(-len(shown), 0)
+    after = np.arange(s.h)
+    fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.2), sharey=True)
+    for ax, (title, head, context) in zip(axes, PANELS, strict=True):
+        r = done.get((s.name, head, seed), {})
+        ax.plot(before, shown, color="black", lw=1, label="history")
+        ax.plot(after, test, color="black", lw=1, ls="--", label="actual")
+        if context is not None:
+            ax.plot(before[-context:], shown[-context:], "o", color="tab:orange", ms=4, label="what it saw")
+        f = r.get("short", {}).get(context) if context is not None else r.get("forecast")
+        if f is not None:
+            mase = protocol.score_set(series[:1], f[:1], s).mase
+            ax.plot(after, f[0], color="tab:blue", lw=1.5, label=f"forecast (MASE {mase:.2f})")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"{FIGURE_SET}: the last {s.h} months forecast by each architecture", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", nargs="+", default=list(MONTHLY), choices=list(BY_NAME), metavar="NAME")
@@ -163,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="runs at once")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets")
     ap.add_argument("--update-doc", type=Path, help="replace the text between the heads markers")
+    ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "heads.png")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     started = datetime.now(UTC)
@@ -180,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         "MASE on the test points (mean over series and seeds):\n\n" + report(work, done, args.seeds)
     )
     print(text)
+    if FIGURE_SET in args.only:
+        figure(work, done, args.seeds[0], args.figure)
     if args.update_doc:
         tables.update_doc(args.update_doc, text, DOC_START, DOC_END)
     return 0

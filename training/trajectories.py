@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,39 +49,66 @@ class Motion:
     noise: float = 0.3  # m, per coordinate
 
 
-def path(rng: np.random.Generator, steps: int, motion: Motion = Motion()) -> np.ndarray:
-    """One vehicle's positions, ``(steps, 2)`` metres, noise included."""
-    m = motion
-    x, y = rng.uniform(0, 1000, size=2)
-    heading = rng.uniform(-math.pi, math.pi)
-    speed = target_speed = rng.uniform(*m.cruise)
-    rate = target_rate = 0.0
-    mode, left = "cruise", 0.0  # left: turn angle (rad) or standstill seconds still to go
-    out = np.empty((steps, 2))
-    for k in range(steps):
-        if mode == "cruise":
+@dataclass
+class Vehicle:
+    """A simulated vehicle's whole state: more than its positions tell (``bench/trajectories.py
+    --floor`` forecasts from it, to show how far below constant velocity any forecaster could go)."""
+
+    x: float
+    y: float
+    heading: float  # rad
+    speed: float  # m/s
+    target_speed: float
+    rate: float = 0.0  # turn rate, rad/s
+    target_rate: float = 0.0  # 1/m (curvature)
+    mode: str = "cruise"
+    left: float = 0.0  # turn angle (rad) or standstill seconds still to go
+
+    @classmethod
+    def start(cls, rng: np.random.Generator, motion: Motion = Motion()) -> Vehicle:
+        x, y = rng.uniform(0, 1000, size=2)
+        heading = rng.uniform(-math.pi, math.pi)
+        speed = rng.uniform(*motion.cruise)
+        return cls(float(x), float(y), float(heading), float(speed), float(speed))
+
+    def step(self, rng: np.random.Generator, m: Motion = Motion()) -> None:
+        """Move one ``dt`` (noise-free)."""
+        if self.mode == "cruise":
             draw = rng.random()
             if draw < m.p_turn:
-                mode, left = "turn", math.radians(rng.uniform(30, 120))
-                target_rate = math.copysign(1.0, rng.random() - 0.5) / rng.uniform(*m.radius)  # 1/m
+                self.mode, self.left = "turn", math.radians(rng.uniform(30, 120))
+                self.target_rate = math.copysign(1.0, rng.random() - 0.5) / rng.uniform(*m.radius)  # 1/m
             elif draw < m.p_turn + m.p_stop:
-                mode, target_speed, left = "stop", 0.0, rng.uniform(3, 10)
-        if mode == "turn":
-            left -= abs(rate) * m.dt
-            if left <= 0:
-                mode, target_rate = "cruise", 0.0
-        elif mode == "stop" and speed == 0.0:
-            left -= m.dt
-            if left <= 0:
-                mode, target_speed = "cruise", rng.uniform(*m.cruise)
-        speed += float(np.clip(target_speed - speed, -m.accel * m.dt, m.accel * m.dt))
+                self.mode, self.target_speed, self.left = "stop", 0.0, rng.uniform(3, 10)
+        if self.mode == "turn":
+            self.left -= abs(self.rate) * m.dt
+            if self.left <= 0:
+                self.mode, self.target_rate = "cruise", 0.0
+        elif self.mode == "stop" and self.speed == 0.0:
+            self.left -= m.dt
+            if self.left <= 0:
+                self.mode, self.target_speed = "cruise", rng.uniform(*m.cruise)
+        self.speed += float(np.clip(self.target_speed - self.speed, -m.accel * m.dt, m.accel * m.dt))
         # the turn rate is per second: curvature (1/m) times speed, eased in and out
-        rate += m.steer_lag * (target_rate * speed - rate)
-        heading += rate * m.dt
-        x += speed * math.cos(heading) * m.dt
-        y += speed * math.sin(heading) * m.dt
-        out[k] = (x, y)
-    return out + rng.normal(0.0, m.noise, size=out.shape)
+        self.rate += m.steer_lag * (self.target_rate * self.speed - self.rate)
+        self.heading += self.rate * m.dt
+        self.x += self.speed * math.cos(self.heading) * m.dt
+        self.y += self.speed * math.sin(self.heading) * m.dt
+
+
+def path(
+    rng: np.random.Generator, steps: int, motion: Motion = Motion(), states: list[Vehicle] | None = None
+) -> np.ndarray:
+    """One vehicle's positions, ``(steps, 2)`` metres, noise included; ``states``: filled with a
+    copy of the vehicle after each step."""
+    vehicle = Vehicle.start(rng, motion)
+    out = np.empty((steps, 2))
+    for k in range(steps):
+        vehicle.step(rng, motion)
+        out[k] = (vehicle.x, vehicle.y)
+        if states is not None:
+            states.append(replace(vehicle))
+    return out + rng.normal(0.0, motion.noise, size=out.shape)
 
 
 def paths(n: int, steps: int, seed: int = 0, motion: Motion = Motion()) -> pd.DataFrame:
