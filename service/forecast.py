@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -45,8 +46,10 @@ class Batch:
     horizon: int  # steps to return
     timestamps: list[list[str] | None]  # per series: times of the forecast steps, if known
 
+    @cached_property
     def groups(self) -> list[tuple[np.ndarray | slice, np.ndarray]]:
-        """``(rows, x)`` per history length: the whole batch at once in the common case."""
+        """``(rows, x)`` per history length: the whole batch at once in the common case; stacked
+        once, for the model run and the intervals alike."""
         if isinstance(self.x, np.ndarray):
             return [(slice(None), self.x)]
         lengths = np.fromiter((len(a) for a in self.x), dtype=np.int64, count=len(self.x))
@@ -66,7 +69,7 @@ def predict(predictor: Predictor, batch: Batch, bounds: bool) -> tuple[np.ndarra
     n = len(batch)
     y: np.ndarray | None = None
     learned: np.ndarray | None = None
-    for rows, x in batch.groups():
+    for rows, x in batch.groups:
         part, part_learned = predict_with_bounds(predictor, x, bounds)
         if y is None:
             y = np.empty((n, *part.shape[1:]), part.dtype)
@@ -244,7 +247,7 @@ def _bounds(
     if isinstance(batch.x, np.ndarray):
         return intervals.both_bounds(cal, batch.x, y, levels, learned, factors)
     both = np.empty((2, len(levels), *y.shape), np.float32)
-    for rows, x in batch.groups():
+    for rows, x in batch.groups:
         both[:, :, rows] = intervals.both_bounds(
             cal,
             x,

@@ -130,6 +130,8 @@ def calibrate(
     ``origins`` (``(n,)``, each window's position in its series) only each series' ``RECENT``
     newest windows calibrate.
     """
+    if series is not None and len(series) != len(y):
+        raise ValueError(f"calibration needs a series id per window: {len(series)} for {len(y)}")
     if series is not None and origins is not None and len(set(series)) > 1:
         keep = recent(np.asarray(series, dtype=object), np.asarray(origins))
         x, y, forecast = x[keep], y[keep], forecast[keep]
@@ -154,8 +156,6 @@ def calibrate(
     factors: dict[str, list[float]] = {}
     series_widths: list[list[list[float]]] = []
     if series is not None:
-        if len(series) != n:
-            raise ValueError(f"calibration needs a series id per window: {len(series)} for {n}")
         ids = np.asarray(series, dtype=object)
         keys, which = np.unique(ids, return_inverse=True)
         if len(keys) > 1:

@@ -424,22 +424,22 @@ class Intervals(_Strict):
     def table(self) -> tuple[Any, Any]:
         """(grid, widths) as numpy arrays, level 0 with zero width first: built once per bundle,
         not per request (converting the nested lists costs more than the rest of a forecast)."""
-        import numpy as np  # the service and the trainer have it; this module needs only pydantic
-
-        grid = np.asarray([0.0, *self.levels])
-        widths = np.concatenate([np.zeros((1, *self.shape)), np.asarray(self.widths, dtype=np.float64)])
-        return grid, widths
+        return self._with_level_zero(self.widths)
 
     @cached_property
     def series_table(self) -> tuple[Any, Any]:
-        """``table`` for ``series_widths`` (empty without series)."""
-        import numpy as np
+        """``table`` for ``series_widths`` (only read for a calibration with series)."""
+        return self._with_level_zero(self.series_widths)
+
+    def _with_level_zero(self, widths: list[list[list[float]]]) -> tuple[Any, Any]:
+        """(grid, widths): level 0 with zero width first, then the calibrated levels."""
+        import numpy as np  # the service and the trainer have it; this module needs only pydantic
 
         grid = np.asarray([0.0, *self.levels])
-        if not self.series_widths:
-            return grid, np.zeros((0, *self.shape))
-        widths = np.asarray(self.series_widths, dtype=np.float64)
-        return grid, np.concatenate([np.zeros((1, *self.shape)), widths])
+        table = np.zeros((1 + len(widths), *self.shape))
+        if widths:
+            table[1:] = np.asarray(widths, dtype=np.float64)
+        return grid, table
 
     @cached_property
     def factors(self) -> dict[str, Any]:
