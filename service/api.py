@@ -9,14 +9,14 @@ from werkzeug.security import safe_join
 
 from service import forecast, requestlog
 from service.bundle import store
-from service.bundle.manifest import Intervals, Manifest
+from service.bundle.manifest import Intervals, Manifest, ModelSpec
+from service.bundle.timeindex import parse_frequency
 from service.errors import ModelNotFound, ReportNotFound
 from service.metrics import now
 from service.payload import model_response, read_json
 from service.registry import Registry
-from service.schemas import IntervalsInfo, ModelInfo, ModelList, ModelStatus
+from service.schemas import IntervalsInfo, KnownInfo, ModelInfo, ModelList, ModelStatus
 from service.state import state
-from service.timeindex import parse_frequency
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 
@@ -47,6 +47,7 @@ def model_info(registry: Registry, name: str) -> ModelInfo:
         spec=manifest.spec if manifest else None,
         timestamps_supported=manifest is not None and parse_frequency(manifest.spec.frequency) is not None,
         min_history=manifest.spec.input_window.min_length if manifest else None,
+        known=_known_info(manifest.spec) if manifest and manifest.spec.known else None,
         max_horizon=manifest.spec.horizon if manifest else None,
         metrics=manifest.metrics if manifest else None,
         selection=manifest.selection if manifest else None,
@@ -140,3 +141,16 @@ def forecast_view(name: str) -> Response:
     requestlog.note_model(name, served.version, len(req.series))
     body = forecast.answer(manifest, req, batch, y, learned)  # 422 if a forecast is not finite
     return Response(body, mimetype="application/json", headers={"X-Model-Version": served.version})
+
+
+def _known_info(spec: ModelSpec) -> KnownInfo:
+    known = spec.known
+    assert known is not None
+    return KnownInfo(
+        future=known.future,
+        calendar=known.calendar,
+        holidays=known.holidays,
+        needs_dates=bool(known.calendar),
+        needs_full_horizon=bool(known.future) and not spec.causal,
+        sent=spec.sent,
+    )

@@ -19,13 +19,13 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
-from service import values
+from service import known, values
 from service.bundle import intervals
 from service.bundle.manifest import Intervals, Manifest, ModelSpec
 from service.bundle.predictor import Predictor, predict_with_bounds
+from service.bundle.timeindex import Frequency, format_timestamps, parse_frequency, parse_timestamp
 from service.errors import InvalidRequest, validation_details
 from service.schemas import ForecastRequest, SeriesIn
-from service.timeindex import Frequency, format_timestamps, parse_frequency, parse_timestamp
 
 
 class _Bad(Exception):
@@ -152,10 +152,14 @@ def _check_levels(levels: list[float], manifest: Manifest) -> None:
 def prepare(req: ForecastRequest, manifest: Manifest, horizon: int) -> Batch:
     """Check every series against the model and stack them into one input batch; 422 naming every
     problem (up to a limit)."""
-    x, details = values.batch([s.values for s in req.series], manifest.spec)
+    spec = manifest.spec
+    x, details = values.batch([s.values for s in req.series], spec)
     faulty = {d["loc"][1] for d in details}  # series whose values cannot be dated
-    freq = parse_frequency(manifest.spec.frequency)
+    freq = parse_frequency(spec.frequency)
+    reads_calendar = spec.known is not None and bool(spec.known.calendar)
     stamps: list[list[str] | None] = []
+    futures: list[np.ndarray] = []
+    days: list[np.ndarray] = []
     seen: dict[str, int] = {}
     for i, series in enumerate(req.series):
         try:
@@ -166,12 +170,30 @@ def prepare(req: ForecastRequest, manifest: Manifest, horizon: int) -> Batch:
             if series.start is not None and series.timestamps is not None:
                 raise _Bad(("start",), "give start or timestamps, not both")
             dated = (series.start is not None or series.timestamps is not None) and i not in faulty
-            stamps.append(_forecast_timestamps(series, len(series.values), freq, horizon) if dated else None)
-        except _Bad as bad:
+            last = _last_timestamp(series, len(series.values), freq) if dated else None
+            stamps.append(_forecast_timestamps(last, freq, horizon, series))
+            if spec.known is not None:
+                futures.append(known.future_rows(series.future, spec, horizon))
+                if reads_calendar and i not in faulty:
+                    if last is None or freq is None:
+                        raise _Bad(("start",), _UNDATED.format(", ".join(spec.known.calendar)))
+                    days.append(known.calendar_rows(spec, freq, last[0]))
+            elif series.future is not None:
+                raise _Bad(("future",), "this model reads no future inputs: leave future out")
+        except (_Bad, known.BadFuture) as bad:
             details.append({"loc": ["series", i, *bad.loc], "msg": bad.msg})
     if details or x is None:
         raise InvalidRequest.from_details(_in_series_order(details))
+    if spec.known is not None:
+        assert isinstance(x, np.ndarray)  # a model with known inputs reads its whole window
+        x = known.model_input(x, np.stack(futures), np.stack(days) if reads_calendar else None, spec)
     return Batch(x=x, horizon=horizon, timestamps=stamps)
+
+
+_UNDATED = (
+    "required: the model reads the calendar of the forecast steps ({}); date the series with start "
+    "or timestamps"
+)
 
 
 def answer(
@@ -327,10 +349,10 @@ def _check_regular(stamps: list[datetime], freq: Frequency) -> None:
 
 
 def _forecast_timestamps(
-    series: SeriesIn, count: int, freq: Frequency | None, horizon: int
+    last: tuple[datetime, bool] | None, freq: Frequency | None, horizon: int, series: SeriesIn
 ) -> list[str] | None:
-    """ISO times of the forecast steps, or None when the series is undated or the frequency unknown."""
-    last = _last_timestamp(series, count, freq)
+    """ISO times of the forecast steps after the ``last`` (``_last_timestamp``), or None when the
+    series is undated or the frequency unknown."""
     if last is None or freq is None:
         return None
     try:

@@ -40,6 +40,21 @@ VALUES_SCHEMA: dict[str, Any] = {
 }
 
 
+FUTURE_SCHEMA: dict[str, Any] = {
+    "description": (
+        "A model with inputs known in advance (GET /v1/models/<name>: known.future): each such "
+        "column's values for the forecast steps, one per step of horizon (every step of the model's "
+        "horizon for a model whose steps read all of them: known.needs_full_horizon). Their past "
+        "values come in values rows, after the targets and covariates."
+    ),
+    "type": "object",
+    "additionalProperties": {"type": "array", "items": _NUMBER, "minItems": 1},
+    "examples": [
+        {"WorkDay": [1, 1, 0, 0, 1, 1, 1], "Temperature": [24.0, 26.5, 31.0, 22.1, 20.3, 19.8, 21.0]}
+    ],
+}
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -62,6 +77,8 @@ class SeriesIn(_Request):
         min_length=1,
         description="ISO 8601 time of every value, increasing (instead of start)",
     )
+    # checked in service.known, with the horizon and the model at hand
+    future: Annotated[SkipValidation[Any], WithJsonSchema(FUTURE_SCHEMA)] = None
     # "start or timestamps, not both" is checked in service.forecast.prepare, which
     # visits every series anyway: a Python validator here would run per series.
 
@@ -152,6 +169,23 @@ class IntervalsInfo(BaseModel):
     )
 
 
+class KnownInfo(BaseModel):
+    """What a model with inputs known in advance needs in a request (the manifest's spec.known)."""
+
+    future: list[str] = Field(
+        description="columns a request sends in each series' future, one value per forecast step "
+        "(their past values go in values rows, after the targets and covariates)"
+    )
+    calendar: list[str] = Field(description="calendar features the service computes from the dates")
+    holidays: str | None = Field(description="country (or country-region) of the holiday feature")
+    needs_dates: bool = Field(description="whether every series must be dated (start or timestamps)")
+    needs_full_horizon: bool = Field(
+        description="whether future holds the model's whole horizon whatever horizon is asked (its "
+        "forecast of each step reads every step's known inputs); false: as many values as steps asked"
+    )
+    sent: list[str] = Field(description="the columns of each values row, in order")
+
+
 class ModelInfo(BaseModel):
     name: str
     status: ModelStatus
@@ -173,6 +207,9 @@ class ModelInfo(BaseModel):
         default=None,
         description="the fewest values a series may send (spec.input_window.min_length): the window "
         "the model was trained on, or less for a model that generates from a short context",
+    )
+    known: KnownInfo | None = Field(
+        default=None, description="inputs known in advance the model reads; absent: none"
     )
     max_horizon: int | None = Field(
         default=None, description="the most steps a request may ask (spec.horizon); fewer: the first ones"

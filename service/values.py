@@ -126,7 +126,7 @@ def history(values: Any, spec: ModelSpec) -> np.ndarray:
         if math.isinf(value):
             raise BadValues(where, "infinity is not allowed")
         raise BadValues(where, OUT_OF_RANGE)
-    n_features, names = len(spec.features), ", ".join(spec.features)
+    n_features, names = len(spec.sent), ", ".join(spec.sent)
     if arr.ndim == 1:
         if n_features != 1:
             raise BadValues(
@@ -179,7 +179,7 @@ def _common_case(histories: list[Any], spec: ModelSpec) -> np.ndarray | None:
     if len(lengths) != 1 or lengths.pop() < spec.input_window.min_length:
         return None
     cells = histories[0] if len(histories) == 1 else list(chain.from_iterable(histories))
-    n_features = len(spec.features)
+    n_features = len(spec.sent)
     if n_features > 1:
         if set(map(type, cells)) != {list} or set(map(len, cells)) != {n_features}:
             return None

@@ -78,7 +78,26 @@ class DataConfig(_Section):
     targets: list[str] = Field(
         default_factory=list, description="columns to forecast; empty: every column but the others named"
     )
-    covariates: list[str] = Field(default_factory=list, description="input-only columns, never forecast")
+    covariates: list[str] = Field(
+        default_factory=list, description="input-only columns, never forecast, known for the past only"
+    )
+    future: list[str] = Field(
+        default_factory=list,
+        description="input-only columns known in advance (a workday flag, a planned promotion, a "
+        "temperature forecast): the model reads them with the history and for every forecast step, "
+        "and a request sends their values for the forecast steps too (future)",
+    )
+    calendar: list[str] | Literal["auto"] = Field(
+        default_factory=list,
+        description="calendar features of each step, known in advance for any date: hour, dayofweek, "
+        "weekofyear, month, holiday; auto: those that change from step to step at the data's frequency "
+        "(holiday when data.holidays is set). Needs dated data; requests must then be dated too",
+    )
+    holidays: str | None = Field(
+        default=None,
+        description="country (AU) or country-region (AU-VIC) of the holiday feature, as the holidays "
+        "package names them",
+    )
     frequency: str | None = Field(
         default=None, description="pandas offset alias ('MS', 'W-SUN', '30min'); None: inferred"
     )
@@ -266,9 +285,22 @@ class Config(_Section):
                     "window.min_history needs a [model] with a head that generates from a short "
                     f"context: {' or '.join(GENERATIVE)}"
                 )
-        overlap = set(self.data.targets) & set(self.data.covariates)
-        if overlap:
-            raise ValueError(f"columns both target and covariate: {sorted(overlap)}")
+        data = self.data
+        for a, b in (("targets", "covariates"), ("targets", "future"), ("covariates", "future")):
+            overlap = set(getattr(data, a)) & set(getattr(data, b))
+            if overlap:
+                raise ValueError(f"columns in both data.{a} and data.{b}: {sorted(overlap)}")
+        if (
+            (data.future or data.calendar)
+            and self.model is not None
+            and self.model.head not in ("direct", "mlp")
+        ):
+            raise ValueError(
+                f"inputs known in advance (data.future, data.calendar) need the direct or mlp head, not "
+                f"{self.model.head}"
+            )
+        if data.calendar != "auto" and ("holiday" in data.calendar) != (data.holidays is not None):
+            raise ValueError("data.calendar's holiday feature needs data.holidays (a country), and only it")
         return self
 
     @property

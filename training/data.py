@@ -23,10 +23,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
 
+from service.bundle import calendar, timeindex
+from service.bundle.manifest import Known
 from training.config import DataConfig
 from training.timeaxis import (
     DataError,
@@ -59,6 +62,10 @@ class Series:
 
 @dataclass
 class Dataset:
+    """Validated series. Each series' ``values`` holds the ``sent`` columns (targets, covariates,
+    the columns known in advance), the calendar's, then the known inputs' columns again
+    (``known.columns``: future and calendar), which ``training.windows.cut`` reads a horizon ahead."""
+
     series: list[Series]
     targets: list[str]
     covariates: list[str]
@@ -66,10 +73,27 @@ class Dataset:
     source: str
     fingerprint: str = ""
     notes: list[str] = field(default_factory=list)
+    known: Known | None = None  # inputs known in advance (data.future, data.calendar)
+
+    @property
+    def sent(self) -> list[str]:
+        """The history's columns: targets, covariates, then the future columns' past values."""
+        return self.targets + self.covariates + ([] if self.known is None else self.known.future)
+
+    @property
+    def now(self) -> list[str]:
+        """The columns a window reads at its own steps: ``sent``, then the calendar's."""
+        return self.sent + ([] if self.known is None else calendar.columns(self.known.calendar))
+
+    def inputs(self, horizon: int) -> list[str]:
+        """The model's input columns (``ModelSpec.features``) for a ``horizon``: ``now``, then the
+        known inputs' columns read ``horizon`` steps ahead."""
+        return self.now + ([] if self.known is None else [f"{c}+{horizon}" for c in self.known.columns])
 
     @property
     def features(self) -> list[str]:
-        return self.targets + self.covariates
+        """Every column of ``values``: ``now``, then the known inputs' (read ahead by the windows)."""
+        return self.now + ([] if self.known is None else self.known.columns)
 
     @property
     def rows(self) -> int:
@@ -153,15 +177,14 @@ Group = tuple[str, np.ndarray, list[str]]  # a series: id, row positions in the 
 
 def _groups(df: pd.DataFrame, cfg: DataConfig, targets: list[str]) -> tuple[list[Group], list[str]]:
     """The file's series, and the dataset's target names."""
+    inputs = cfg.covariates + cfg.future
     if cfg.layout == "long":
         indices = df.groupby(cfg.series_id, sort=False).indices
-        return [
-            (str(sid), np.asarray(idx), targets + cfg.covariates) for sid, idx in indices.items()
-        ], targets
+        return [(str(sid), np.asarray(idx), targets + inputs) for sid, idx in indices.items()], targets
     rows = np.arange(len(df))
     if cfg.columns == "series":
-        return [(name, rows, [name] + cfg.covariates) for name in targets], ["value"]
-    return [(Path(cfg.path).stem, rows, targets + cfg.covariates)], targets
+        return [(name, rows, [name] + inputs) for name in targets], ["value"]
+    return [(Path(cfg.path).stem, rows, targets + inputs)], targets
 
 
 def _series(
@@ -198,14 +221,16 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     if cfg.layout == "long":
         _require(df, [cfg.series_id], "series_id")
     _require(df, cfg.covariates, "covariate")
+    _require(df, cfg.future, "future")
+    inputs = cfg.covariates + cfg.future
     if cfg.targets:
         _require(df, cfg.targets, "target")
         targets = list(cfg.targets)
     else:
-        targets = [c for c in df.columns if c not in keys and c not in cfg.covariates]
+        targets = [c for c in df.columns if c not in keys and c not in inputs]
         if not targets:
-            raise DataError(f"{cfg.path}: no value columns besides {keys + cfg.covariates}")
-    values = _numeric(df, targets + cfg.covariates)
+            raise DataError(f"{cfg.path}: no value columns besides {keys + inputs}")
+    values = _numeric(df, targets + inputs)
     groups, feature_targets = _groups(df, cfg, targets)
     column = df[cfg.timestamp]
     try:
@@ -222,5 +247,37 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         frequency=freq or (freqs.pop() if freqs else None),
         source=str(cfg.path),
     )
+    if cfg.future or cfg.calendar:
+        _add_known(ds, cfg)
     ds.fingerprint = fingerprint(series, ds.features)
     return ds
+
+
+def _add_known(ds: Dataset, cfg: DataConfig) -> None:
+    """Append the known inputs' columns to every series (``Dataset.known``): the future columns
+    again, then the calendar of each timestamp."""
+    names: list[str] = []
+    if cfg.calendar:
+        parsed = timeindex.parse_frequency(ds.frequency)
+        if parsed is None or not all(isinstance(s.timestamps, pd.DatetimeIndex) for s in ds.series):
+            raise DataError(
+                f"data.calendar needs dated data at a frequency the service knows (got "
+                f"{ds.frequency or 'no frequency'}): a timestamp column of dates and steps = 'time'"
+            )
+        names = calendar.auto_features(parsed, cfg.holidays) if cfg.calendar == "auto" else list(cfg.calendar)
+        if cfg.holidays is not None:
+            try:
+                calendar.check_country(cfg.holidays)
+            except ValueError as exc:
+                raise DataError(f"data.holidays: {exc}") from None
+    ds.known = Known(
+        future=list(cfg.future), calendar=names, holidays=cfg.holidays if "holiday" in names else None
+    )
+    start = len(ds.targets) + len(ds.covariates)  # the future columns' place among the sent ones
+    for s in ds.series:
+        days = np.empty((len(s.values), 0), np.float32)
+        if names:
+            stamps = cast(pd.DatetimeIndex, s.timestamps).to_pydatetime()
+            days = calendar.features(list(stamps), names, cfg.holidays)
+        future = s.values[:, start : start + len(cfg.future)]
+        s.values = np.concatenate([s.values, days, future, days], axis=1).astype(np.float32)

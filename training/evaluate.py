@@ -110,8 +110,10 @@ def score_predictor(predictor: Predictor, ds: Dataset, split: SplitConfig, seaso
     test scores all go through here, on the graph that is served.
     """
     spec = predictor.spec
-    if spec.features != ds.features:
-        raise ValueError(f"the model's features {spec.features} differ from the data's {ds.features}")
+    if spec.features != ds.inputs(spec.horizon):
+        raise ValueError(
+            f"the model's features {spec.features} differ from the data's {ds.inputs(spec.horizon)}"
+        )
     window = WindowConfig(length=spec.input_window.length, horizon=spec.horizon)
     test = make_windows(ds, split, window)["test"]
     return score(ds, split, test, predictor.predict, season)

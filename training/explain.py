@@ -23,7 +23,7 @@ import torch
 from service.bundle.manifest import NetworkSpec
 from training.config import Config
 from training.data import load_dataset, season_for
-from training.models import CELLS, build_model, model_spec
+from training.models import CELLS, build_model, spec_for
 from training.recipe import resolve
 from training.train import fit, seed_everything
 from training.windows import make_windows, sizes, train_statistics
@@ -61,9 +61,7 @@ def gradient_fade(cfg: Config, epochs: int) -> list[Fade]:
             update={"cell": cell, "head": "direct", "readout": "last", "scaling": "standard"}
         )
         seed_everything(cfg.train.seed)
-        spec = model_spec(
-            model_cfg, ds.features, ds.targets, sizes(cfg.split, cfg.window)[2], cfg.window.horizon
-        )
+        spec = spec_for(model_cfg, ds, sizes(cfg.split, cfg.window)[2], cfg.window.horizon)
         model = build_model(spec, mean, std)
         if epochs > 0:
             train_cfg = cfg.train.model_copy(update={"epochs": epochs})

@@ -33,8 +33,10 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from service.bundle.manifest import InputWindow, ModelSpec, NetworkSpec
+from service.bundle import calendar
+from service.bundle.manifest import InputWindow, Known, ModelSpec, NetworkSpec
 from training import bases
+from training.data import Dataset
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -67,6 +69,8 @@ class Scaler(nn.Module):
     millionths 7x off), and it is computed on the window divided by that
     magnitude, so squares of values near 1e19 do not overflow float32. An
     all-zero window gets scale 1.
+    ``tie``: the first ``tie`` columns (the coordinates of a position) share one
+    scale, their pooled spread, so a turn of the frame does not stretch them apart.
     ``standard``: fixed training-split statistics stored as buffers.
     ``none``: identity.
     """
@@ -75,17 +79,32 @@ class Scaler(nn.Module):
     # that is constant but for rounding is not blown up into noise of size 1.
     REL_EPS = 1e-5
 
-    def __init__(self, mode: str, n_features: int, mean: Any = None, std: Any = None) -> None:
+    def __init__(
+        self,
+        mode: str,
+        n_features: int,
+        mean: Any = None,
+        std: Any = None,
+        tie: int = 1,
+        fixed: list[int] | None = None,
+    ) -> None:
         super().__init__()
         if mode not in {"window", "standard", "none"}:
             raise ValueError(f"unknown scaling {mode!r}")
         self.mode = mode
-        if mode != "standard":  # statistics are meaningful only for 'standard'; 'none' is identity
-            mean = std = None
+        self.tie = tie  # window mode: the first `tie` columns share one scale (coordinates of a position)
+        fixed = fixed or []  # columns (known inputs) scaled by training statistics in any mode
+        if (mode == "standard" or fixed) and mean is None:
+            raise ValueError("standard scaling (and known inputs) need training-split mean and std")
         mean_t = torch.zeros(n_features) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
         std_t = torch.ones(n_features) if std is None else torch.as_tensor(std, dtype=torch.float32)
-        if mode == "standard" and mean is None:
-            raise ValueError("standard scaling needs training-split mean and std")
+        keep = torch.zeros(n_features, dtype=torch.bool)
+        keep[fixed] = True
+        self.fixed: torch.Tensor | None
+        self.register_buffer("fixed", keep.reshape(1, 1, n_features) if fixed else None, persistent=False)
+        if mode != "standard":  # statistics serve the known inputs only; 'none' is identity otherwise
+            mean_t = torch.where(keep, mean_t, torch.zeros_like(mean_t))
+            std_t = torch.where(keep, std_t, torch.ones_like(std_t))
         self.register_buffer("mean", mean_t.reshape(1, 1, n_features))
         self.register_buffer("std", std_t.reshape(1, 1, n_features))
 
@@ -96,15 +115,53 @@ class Scaler(nn.Module):
             # An all-zero window has no size to scale by and reads the same whatever the series'
             # units: scale 1, so training's targets after it stay in the data's units (a tiny
             # floor would make them astronomically large).
+            if self.tie > 1:  # one size for the tied columns, so their spread is pooled below too
+                k = self.tie
+                size = torch.cat(
+                    [size[..., :k].amax(dim=2, keepdim=True).expand(-1, -1, k), size[..., k:]], 2
+                )
             zero = size == 0
             size = torch.where(zero, torch.ones_like(size), size)
             # size * sqrt(var / size^2 + REL_EPS^2): the std floored relative to the window's size
             unit = (x - loc) / size
-            scale = size * torch.sqrt((unit * unit).mean(dim=1, keepdim=True) + self.REL_EPS**2)
+            var = (unit * unit).mean(dim=1, keepdim=True)
+            if self.tie > 1:
+                var = torch.cat([var[..., :k].mean(dim=2, keepdim=True).expand(-1, -1, k), var[..., k:]], 2)
+            scale = size * torch.sqrt(var + self.REL_EPS**2)
             scale = torch.where(zero, torch.ones_like(scale), scale)
-        else:  # buffers are zeros/ones for 'none'
+            if self.fixed is not None:  # known inputs: their level matters (a hot day), not the window's
+                loc = torch.where(self.fixed, cast(torch.Tensor, self.mean), loc)
+                scale = torch.where(self.fixed, cast(torch.Tensor, self.std), scale)
+        else:  # buffers are zeros/ones for 'none' but for the known inputs
             loc, scale = cast(torch.Tensor, self.mean), cast(torch.Tensor, self.std)
         return (x - loc) / scale, loc, scale
+
+
+class Heading:
+    """The heading frame of a batch of windows (``network.frame = "heading"``): the origin at the
+    last position, the x axis along the last step's displacement. Positions are the first two
+    columns of ``x: (batch, time, features)``; a window whose last step did not move keeps the
+    data's axes. Pure tensor arithmetic (no atan2), so it exports to ONNX as it is."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.origin = x[:, -1:, :2]  # (batch, 1, 2)
+        d = self.origin - x[:, -2:-1, :2]
+        sq = (d * d).sum(dim=2, keepdim=True)  # (batch, 1, 1)
+        moving = sq > 0
+        # the root of 1 where it did not move: sqrt's slope at 0 would put NaN in input gradients
+        norm = torch.sqrt(torch.where(moving, sq, torch.ones_like(sq)))
+        self.cos = torch.where(moving, d[..., :1] / norm, torch.ones_like(norm))
+        self.sin = torch.where(moving, d[..., 1:] / norm, torch.zeros_like(norm))
+
+    def enter(self, v: torch.Tensor) -> torch.Tensor:
+        """Positions ``(batch, steps, 2 + k)`` in the data's axes -> the frame (other columns kept)."""
+        dx, dy = v[..., :1] - self.origin[..., :1], v[..., 1:2] - self.origin[..., 1:2]
+        return torch.cat([self.cos * dx + self.sin * dy, self.cos * dy - self.sin * dx, v[..., 2:]], dim=2)
+
+    def leave(self, v: torch.Tensor) -> torch.Tensor:
+        """Positions ``(batch, steps, 2)`` in the frame -> the data's axes."""
+        a, b = v[..., :1], v[..., 1:2]
+        return torch.cat([self.cos * a - self.sin * b, self.sin * a + self.cos * b], dim=2) + self.origin
 
 
 class DirectHead(nn.Module):
@@ -233,7 +290,17 @@ class Forecaster(nn.Module):
         self.levels = len(cfg.quantiles)  # interval levels the head learns (direct and mlp only)
         # the head's outputs per step: the point forecast, then each level's lower and upper offset
         outputs = n_targets * (1 + 2 * self.levels)
-        self.scaler = Scaler(cfg.scaling, n_features, mean, std)
+        self.turns = cfg.frame == "heading"
+        # the known inputs: each one's column at the row's own step and its column read ahead
+        self.known_now, self.known_lead = known_columns(spec)
+        self.scaler = Scaler(
+            cfg.scaling,
+            n_features,
+            mean,
+            std,
+            tie=2 if self.turns else 1,
+            fixed=self.known_now + self.known_lead,
+        )
         self.head: nn.Module | None
         if cfg.head == "direct":
             self.head = DirectHead(cfg, n_features, outputs, horizon)
@@ -255,6 +322,9 @@ class Forecaster(nn.Module):
                 self.register_buffer("log_base_matrix", self.base_matrix.clone())
             if cfg.base_damping is not None and cfg.base_damping != "auto":
                 self.base_matrix.copy_(torch.from_numpy(self._seasonal_matrix(float(cfg.base_damping))))
+            if self.known_lead:
+                # the known inputs' effect on the base's error (training.known): zero, then fitted
+                self.known_weight = nn.Parameter(torch.zeros(2 * len(self.known_lead), n_targets))
             if cfg.correction_gate:
                 self.gate = nn.Parameter(torch.zeros(()))
             elif self.head is not None:
@@ -305,10 +375,16 @@ class Forecaster(nn.Module):
         """Normalised forecast and the target loc/scale, each broadcastable to ``(batch, horizon, targets)``.
 
         Training computes the loss here, in normalised units, so series of
-        different sizes weigh the same.
+        different sizes weigh the same. With a heading frame all of it is in the
+        frame: ``in_frame`` takes the targets there.
         """
-        yn, _, loc, scale = self._forward_parts(x)
+        yn, _, loc, scale = self._forward_parts(Heading(x).enter(x) if self.turns else x)
         return yn, loc, scale
+
+    def in_frame(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Raw targets ``y`` ``(batch, horizon, targets)`` after window ``x`` in the model's frame:
+        as they are, or turned into the window's heading frame (``network.frame``)."""
+        return Heading(x).enter(y) if self.turns else y
 
     def _forward_parts(
         self, x: torch.Tensor
@@ -317,15 +393,30 @@ class Forecaster(nn.Module):
         targets)`` (None without quantiles)."""
         nt = self.n_targets
         xn, loc, scale = self.scaler(x)
+        offsets = None
         if self.head is None:
-            return self.base(x, xn, loc, scale), None, loc[..., :nt], scale[..., :nt]
-        out = self.head(xn)
-        yn, offsets = out[..., :nt], (out[..., nt:] if self.levels else None)
-        if self.has_base:
-            if self.gate is not None:
-                yn = self.gate * yn
-            yn = self.base(x, xn, loc, scale) + yn
+            yn = self.base(x, xn, loc, scale)
+        else:
+            out = self.head(xn)
+            yn, offsets = out[..., :nt], (out[..., nt:] if self.levels else None)
+            if self.has_base:
+                if self.gate is not None:
+                    yn = self.gate * yn
+                yn = self.base(x, xn, loc, scale) + yn
+        if self.has_base and self.known_lead:
+            yn = yn + self.known_effect(xn)
         return yn, offsets, loc[..., :nt], scale[..., :nt]
+
+    def known_effect(self, xn: torch.Tensor) -> torch.Tensor:
+        """The known inputs' part of the forecast, normalised ``(batch, horizon, targets)``: how far
+        each known input's value at a forecast step lies from the base's own forecast of it, and
+        the same for its square, times ``known_weight`` (``training.known``: a linear effect of the
+        input passes through a linear base unchanged, so this is what the base misses)."""
+        matrix = self.base_matrix
+        now = xn[:, -matrix.shape[1] :, self.known_now]  # (batch, length, known)
+        ahead = xn[:, -self.spec.horizon :, self.known_lead]  # (batch, horizon, known)
+        deltas = torch.cat([ahead - matrix @ now, ahead * ahead - matrix @ (now * now)], dim=2)
+        return deltas @ self.known_weight
 
     def teacher_scaled(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A shift head's training pair, normalised by the input window ``x`` ``(batch, time,
@@ -334,6 +425,9 @@ class Forecaster(nn.Module):
         whole sequence from the steps before it (teacher forcing)."""
         if not isinstance(self.head, ShiftHead):
             raise ValueError("teacher forcing trains the shift head only")
+        if self.turns:
+            frame = Heading(x)
+            x, y = frame.enter(x), frame.enter(y)
         xn, loc, scale = self.scaler(x)
         seq = torch.cat([xn, (y - loc) / scale], dim=1)
         return self.head.teacher(seq[:, :-1]), seq[:, 1:]
@@ -379,7 +473,8 @@ class Forecaster(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         yn, loc, scale = self.forward_scaled(x)
-        return yn * scale + loc
+        y = yn * scale + loc
+        return Heading(x).leave(y) if self.turns else y
 
 
 class Ensemble(nn.Module):
@@ -404,6 +499,9 @@ class Ensemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(x) for m in self.members]).mean(dim=0)
+
+    def in_frame(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return cast(Forecaster, self.members[0]).in_frame(x, y)  # the members share their spec
 
     def forward_scaled_bounds(
         self, x: torch.Tensor
@@ -442,20 +540,43 @@ def model_spec(
     horizon: int,
     frequency: str | None = None,
     min_length: int | None = None,
+    known: Known | None = None,
 ) -> ModelSpec:
     """The spec of one network: the recurrent heads take any history of at least ``length``
     steps (a dynamic time axis; ``min_length``: a shift or seq2seq head trained to forecast from
-    that few); the mlp head exactly ``length``."""
+    that few); the mlp head exactly ``length``. ``features``: the history's columns; ``known``
+    inputs add their columns read ahead (``ModelSpec.lead``)."""
     dynamic = network.head != "mlp"
     shortest = length if min_length is None else min_length
+    lead = (
+        [] if known is None else calendar.columns(known.calendar) + [f"{c}+{horizon}" for c in known.columns]
+    )
     return ModelSpec(
         network=network,
         input_window=InputWindow(length=length, min_length=shortest, max_length=None if dynamic else length),
         horizon=horizon,
-        features=list(features),
+        features=list(features) + lead,
         targets=list(targets),
         frequency=frequency,
+        known=known,
     )
+
+
+def spec_for(
+    network: NetworkSpec, ds: Dataset, length: int, horizon: int, min_length: int | None = None
+) -> ModelSpec:
+    """``model_spec`` of a network on dataset ``ds``: its columns, frequency and known inputs."""
+    return model_spec(network, ds.sent, ds.targets, length, horizon, ds.frequency, min_length, ds.known)
+
+
+def known_columns(spec: ModelSpec) -> tuple[list[int], list[int]]:
+    """Positions in ``spec.features`` of each known input's column at the row's step (a future
+    column among the sent ones, a calendar column after them) and of its column read ahead."""
+    if spec.known is None:
+        return [], []
+    now = [spec.features.index(c) for c in spec.known.columns]  # the first of each name: the row's own
+    lead = list(range(len(spec.features) - len(spec.lead), len(spec.features)))
+    return now, lead
 
 
 def build_model(spec: ModelSpec, mean: Any = None, std: Any = None) -> Forecaster:

@@ -27,7 +27,7 @@ from training.config import Config, config_to_dict
 from training.data import Dataset, load_dataset, season_for
 from training.evaluate import format_table, per_series_table, score_predictor
 from training.export import check_parity, opset_of, to_onnx
-from training.models import Ensemble, Model, build_model, model_spec, rebuild
+from training.models import Ensemble, Model, build_model, rebuild, spec_for
 from training.train import LOSSES, TrainResult, ensemble_result, evaluate_loss, fit, seed_everything
 from training.windows import Windows, make_windows, smallest_before_test, train_statistics
 
@@ -101,15 +101,7 @@ def fit_network(
 ) -> tuple[Model, TrainResult]:
     """Train the hand-written network (``train.ensemble`` members) on the windows."""
     assert cfg.window.length is not None  # resolved
-    spec = model_spec(
-        network,
-        ds.features,
-        ds.targets,
-        cfg.window.length,
-        cfg.window.horizon,
-        ds.frequency,
-        min_length=cfg.window.min_history,
-    )
+    spec = spec_for(network, ds, cfg.window.length, cfg.window.horizon, min_length=cfg.window.min_history)
     members, results = [], []
     for i in range(cfg.train.ensemble):
         # Member seeds seed*K .. seed*K+K-1: runs with different seeds share no member

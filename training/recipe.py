@@ -45,11 +45,12 @@ from typing import Literal
 import numpy as np
 import torch
 
-from service.bundle.manifest import CandidateScore, NetworkSpec, Selection
-from training import bases
+from service.bundle.manifest import CandidateScore, ModelSpec, NetworkSpec, Selection
+from training import bases, known
 from training.config import Config, SplitConfig
 from training.data import DataError, Dataset
-from training.models import Forecaster, build_model, model_spec
+from training.known import KnownEffect
+from training.models import Forecaster, build_model, spec_for
 from training.side_by_side import Job, train_all
 from training.train import TrainResult, seed_everything
 from training.windows import Windows, bounds, make_windows, smallest_before_test
@@ -409,6 +410,7 @@ class Combination:
 
     parts: list[str]
     matrices: dict[str, np.ndarray]  # part -> matrix, in the part's space
+    known: KnownEffect | None = None  # the effect of inputs known in advance on it (training.known)
 
     @classmethod
     def of(cls, parts: list[str], linear: dict[str, np.ndarray]) -> Combination:
@@ -416,7 +418,16 @@ class Combination:
 
     @property
     def name(self) -> str:
-        return self.parts[0] if len(self.parts) == 1 else "mean(" + ", ".join(self.parts) + ")"
+        name = self.parts[0] if len(self.parts) == 1 else "mean(" + ", ".join(self.parts) + ")"
+        return name if self.known is None else f"{name} + known inputs[{self.known.penalty:g}]"
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The linear base a model carries (``base_matrix``): the mean on the values, else on the logs."""
+        raw = self._mean("raw")
+        found = raw if raw is not None else self._mean("log")
+        assert found is not None  # a combination has parts
+        return found
 
     def _mean(self, space: Space) -> np.ndarray | None:
         found = [m for p, m in self.matrices.items() if _bare(p)[0] == space]
@@ -434,7 +445,18 @@ class Combination:
             out = out + (1 - self.log_share) * bases.apply(raw, x[..., :nt])
         if logs is not None:
             out = out + self.log_share * np.exp(bases.apply(logs, np.log(x[..., :nt])))
+        if self.known is not None:
+            out = out + self.known.part(x, self.matrix)
         return np.asarray(out)
+
+    def with_known(
+        self, spec: ModelSpec, train: Windows, mean: np.ndarray, std: np.ndarray, penalty: float
+    ) -> Combination:
+        """This combination and the effect of the known inputs on it, fitted on ``train``."""
+        nt = len(spec.targets)
+        error = (train.y - self.forecast(train.x, nt)) / known.window_scale(train.x, nt)
+        weight = known.fit(known.deltas(train.x, spec, self.matrix, mean, std), error, penalty)
+        return Combination(self.parts, self.matrices, KnownEffect(spec, mean, std, weight, penalty))
 
     def refit(self, windows: Windows, length: int, horizon: int, lags: list[int]) -> Combination:
         """The same parts, the ridge ones fitted again on ``windows`` (raw)."""
@@ -445,12 +467,15 @@ class Combination:
                 found = linear_candidates(_in_space(windows, space), length, horizon, lags)
                 again |= {prefix + n: m for n, m in found.items()}
         matrices = {p: again.get(p, m) if _fitted(p) else m for p, m in self.matrices.items()}
-        return Combination(self.parts, matrices)
+        return Combination(self.parts, matrices, self.known)
 
     def install(self, model: Forecaster) -> None:
         """Put the base into a model built with ``base=self.name, log_share=self.log_share``."""
-        raw, logs = self._mean("raw"), self._mean("log")
-        model.set_base(self.name, raw if raw is not None else logs, logs if self.log_share > 0 else None)
+        logs = self._mean("log")
+        model.set_base(self.name, self.matrix, logs if self.log_share > 0 else None)
+        if self.known is not None:
+            with torch.no_grad():
+                model.known_weight.copy_(torch.from_numpy(self.known.weight))
 
 
 def halve_correction(model: Forecaster) -> None:
@@ -507,6 +532,8 @@ def choose(
     if not val.clearly_better(best_linear, best_baseline, BASELINE_MARGIN):
         best_linear = best_baseline  # a random walk's last value, not the noise that beat it by a hair
         combination = Combination.of([best_baseline.name], linear)
+    if ds.known is not None:
+        best_linear, combination = _with_known(ds, combination, best_linear, windows, val, mean, std, scored)
     log.info("recipe: best linear candidate %s (validation MASE %.4f)", best_linear.name, best_linear.score)
 
     nets: list[tuple[Scored, Forecaster, TrainResult, np.ndarray]] = []  # with its validation forecast
@@ -537,7 +564,7 @@ def choose(
         network = NetworkSpec(
             cell=cell, head="direct", hidden=32, base=combination.name, log_share=combination.log_share
         )
-        spec = model_spec(network, ds.features, ds.targets, length, horizon, ds.frequency)
+        spec = spec_for(network, ds, length, horizon)
         seed_everything(cfg.train.seed)
         model = build_model(spec, mean, std)
         combination.install(model)
@@ -570,9 +597,7 @@ def choose(
         # the ridge parts learn from the validation windows too; the choice stays as made
         refitted = combination.refit(_merged([windows["train"], windows["val"]]), length, horizon, lags)
         network = NetworkSpec(head="none", base=refitted.name, log_share=refitted.log_share)
-        model = build_model(
-            model_spec(network, ds.features, ds.targets, length, horizon, ds.frequency), mean, std
-        )
+        model = build_model(spec_for(network, ds, length, horizon), mean, std)
         refitted.install(model)
         result = TrainResult(best_val=best_linear.score)
         if any(_fitted(p) for p in combination.parts):
@@ -596,6 +621,34 @@ def choose(
         calibration,
     )
     return choice, windows
+
+
+def _with_known(
+    ds: Dataset,
+    combination: Combination,
+    best: Scored,
+    windows: dict[str, Windows],
+    val: Validation,
+    mean: np.ndarray,
+    std: np.ndarray,
+    scored: list[Scored],
+) -> tuple[Scored, Combination]:
+    """The combination with the effect of the known inputs (``training.known``), each ridge
+    penalty scored on validation, if one is clearly better than the combination alone."""
+    horizon = windows["val"].y.shape[1]
+    length = windows["val"].x.shape[1]
+    # the spec only places the columns (training.known reads it); the model is built later
+    spec = spec_for(NetworkSpec(head="none", base="known"), ds, length, horizon)
+    found: list[tuple[Scored, Combination]] = []
+    for penalty in known.PENALTIES:
+        candidate = combination.with_known(spec, windows["train"], mean, std, penalty)
+        forecast = candidate.forecast(windows["val"].x, len(ds.targets))
+        found.append((Scored(candidate.name, "combination", val.score(candidate.name, forecast)), candidate))
+    scored += [s for s, _ in found]
+    top, candidate = min(found, key=lambda f: f[0].score)
+    if val.clearly_better(top, best, BASELINE_MARGIN):
+        return top, candidate
+    return best, combination
 
 
 def calibration_windows(windows: dict[str, Windows], seed: int) -> Windows:

@@ -147,9 +147,10 @@ def retrain(job: Config, overrides: list[str] | None = None) -> dict[str, Any]:
                 bundle = store.bundle_dir(model_dir, name, champion_version)
                 champion_predictor = OnnxPredictor.load(bundle)
                 spec = champion_predictor.spec
-                if spec.features != run.dataset.features:
+                if spec.features != run.dataset.inputs(spec.horizon):
                     raise RetrainError(
-                        f"champion features {spec.features} differ from the data's {run.dataset.features}"
+                        f"champion features {spec.features} differ from the data's "
+                        f"{run.dataset.inputs(spec.horizon)}"
                     )
                 if spec.horizon != cfg.window.horizon:
                     raise RetrainError(f"champion horizon {spec.horizon} != challenger {cfg.window.horizon}")

@@ -84,6 +84,7 @@ def _scaled_loss(
         predicted, actual = model.teacher_scaled(x, y)
         return loss_fn(predicted, actual)
     levels = model.spec.network.quantiles
+    y = model.in_frame(x, y)  # the loss is taken where the network forecasts (a heading frame)
     if not levels or not bounds:
         yn, loc, scale = model.forward_scaled(x)
         return loss_fn(yn, (y - loc) / scale)

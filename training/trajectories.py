@@ -1,6 +1,6 @@
 """Vehicle-like 2-D paths: the trajectory example's data (issue 14; docs/models.md, "Trajectories").
 
-    python -m training.trajectories --paths 120 --steps 240 --seed 0 --out data/trajectories.csv
+    python -m training.trajectories --paths 480 --steps 240 --seed 0 --out data/trajectories.csv
 
 Each path is a vehicle sampled once a second (``dt``) in metres, driven by a
 small state machine whose changes are smooth, as a real vehicle's are:
@@ -134,7 +134,7 @@ def constant_velocity(history: np.ndarray, horizon: int) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Write vehicle-like 2-D paths as a long CSV.")
-    parser.add_argument("--paths", type=int, default=120)
+    parser.add_argument("--paths", type=int, default=480)
     parser.add_argument("--steps", type=int, default=240, help="seconds per path")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("data/trajectories.csv"))

@@ -94,8 +94,21 @@ def _origins(ds: Dataset, split: SplitConfig, window: WindowConfig, which: str) 
     return sorted(out)
 
 
+def model_input(values: np.ndarray, t: int, length: int, horizon: int, now: int) -> np.ndarray:
+    """The model's input window before position ``t`` of a series' ``values`` ``(time, columns)``
+    (``Dataset.features``): ``(length, columns)``, the first ``now`` columns of steps ``t - length
+    .. t - 1`` and the known inputs' columns after them ``horizon`` steps ahead
+    (``ModelSpec.lead``), so the last ``horizon`` rows carry the forecast steps' known values.
+    Needs ``t + horizon <= len(values)`` when there are known inputs."""
+    if now == values.shape[1]:
+        return values[t - length : t]
+    return np.concatenate(
+        [values[t - length : t, :now], values[t - length + horizon : t + horizon, now:]], axis=1
+    )
+
+
 def cut(ds: Dataset, pairs: list[tuple[int, int]], window: WindowConfig) -> Windows:
-    n_targets = len(ds.targets)
+    n_targets, sent = len(ds.targets), len(ds.now)
     n = len(pairs)
     length = window.length
     if length is None:
@@ -104,7 +117,7 @@ def cut(ds: Dataset, pairs: list[tuple[int, int]], window: WindowConfig) -> Wind
     y = np.empty((n, window.horizon, n_targets), dtype=np.float32)
     for i, (k, t) in enumerate(pairs):
         values = ds.series[k].values
-        x[i] = values[t - length : t]
+        x[i] = model_input(values, t, length, window.horizon, sent)
         y[i] = values[t : t + window.horizon, :n_targets]
     series = np.array([k for k, _ in pairs], dtype=np.int64)
     origin = np.array([t for _, t in pairs], dtype=np.int64)

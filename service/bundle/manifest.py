@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from service.bundle import calendar
+
 SCHEMA_VERSION: Literal[2] = 2
 KNOWN_SCHEMA_VERSIONS = (1, 2)  # 1: before ModelSpec; read by migrating (see _from_v1)
 MANIFEST_FILE = "manifest.json"
@@ -173,6 +175,13 @@ class NetworkSpec(_Strict):
         description="with base_lag: scale the correction by a learned scalar that starts at 0 (the last "
         "layer then keeps its usual random initialisation)",
     )
+    frame: Literal["fixed", "heading"] = Field(
+        default="fixed",
+        description="fixed: the targets as given; heading: the two targets are positions (x, y) and the "
+        "network sees each window turned about its last position so that the last step's displacement "
+        "points along x (along-track and cross-track, one scale for both), its forecast turned back: "
+        "the same manoeuvre reads the same whatever the direction of travel. Exactly two targets",
+    )
     quantiles: list[float] = Field(
         default_factory=list,
         max_length=MAX_QUANTILE_LEVELS,
@@ -212,6 +221,16 @@ class NetworkSpec(_Strict):
             raise ValueError("quantiles must be levels in (0, 100), increasing, each once")
         if levels and self.head not in ("direct", "mlp"):
             raise ValueError("quantiles need the direct or mlp head (seq2seq feeds its point forecast back)")
+        if self.frame == "heading" and self.scaling == "standard":
+            raise ValueError(
+                "frame 'heading' needs scaling 'window' or 'none': fixed statistics of the "
+                "coordinates mean nothing in a frame that turns with each window"
+            )
+        if self.frame == "heading" and (levels or self.log_share > 0):
+            # bounds and logarithms are per coordinate: a turned frame mixes the coordinates
+            raise ValueError(
+                "frame 'heading' works with point forecasts on the values: no quantiles or log_share"
+            )
         if (self.base_lag is not None or self.base is not None) and self.head in ("seq2seq", "shift"):
             # The decoder feeds its own outputs back in; with a base those would be
             # corrections, not forecasts.
@@ -237,6 +256,43 @@ class NetworkSpec(_Strict):
             )
 
 
+class Known(_Strict):
+    """Inputs known in advance (``data.future``, ``data.calendar``). The graph's input rows hold,
+    after the history's own columns (``ModelSpec.sent``), the calendar of the row's step, then
+    every known input ``horizon`` steps ahead (``ModelSpec.lead``), so the last ``horizon`` rows
+    carry their values for the forecast steps."""
+
+    future: list[str] = Field(
+        default_factory=list,
+        description="columns the client sends for the history (in values rows) and for every forecast "
+        "step (in future): a planned promotion, a workday flag, a temperature forecast",
+    )
+    calendar: list[str] = Field(
+        default_factory=list,
+        description="calendar features of the forecast steps, computed from the request's dates: "
+        f"{', '.join(calendar.FEATURES)} (sine and cosine of each periodic one)",
+    )
+    holidays: str | None = Field(
+        default=None, description="country (or country-region, AU-VIC) of the holiday feature"
+    )
+
+    @model_validator(mode="after")
+    def _known_features(self) -> Known:
+        unknown = sorted(set(self.calendar) - set(calendar.FEATURES))
+        if unknown:
+            raise ValueError(f"unknown calendar features {unknown}: choose from {list(calendar.FEATURES)}")
+        if len(set(self.calendar)) != len(self.calendar) or len(set(self.future)) != len(self.future):
+            raise ValueError("a known input is named twice")
+        if ("holiday" in self.calendar) != (self.holidays is not None):
+            raise ValueError("the holiday feature and a holidays country go together")
+        return self
+
+    @property
+    def columns(self) -> list[str]:
+        """The known inputs' columns: the future columns, then the calendar's."""
+        return self.future + calendar.columns(self.calendar)
+
+
 class ModelSpec(_Strict):
     """Everything that describes the model in a bundle; the torch model carries it as ``.spec``."""
 
@@ -247,6 +303,11 @@ class ModelSpec(_Strict):
     features: list[str] = Field(min_length=1, description="input columns, targets first")
     targets: list[str] = Field(min_length=1, description="forecast columns")
     frequency: str | None = Field(default=None, description="pandas offset alias, e.g. 'MS'")
+    known: Known | None = Field(
+        default=None,
+        description="inputs known in advance; their columns close features, each read horizon steps "
+        "ahead and named '<column>+<horizon>'",
+    )
     input_name: str = "x"
     output_name: str = "y"
 
@@ -261,6 +322,13 @@ class ModelSpec(_Strict):
         if self.features[: len(self.targets)] != self.targets:
             raise ValueError("features must start with the targets, in the same order")
         self.network.check_window(self.input_window.length, self.horizon)
+        if self.network.frame == "heading" and (len(self.targets) != 2 or self.input_window.min_length < 2):
+            raise ValueError(
+                "frame 'heading' turns positions (x, y): it needs exactly two targets (got "
+                f"{len(self.targets)}) and a history of at least 2 steps (the last displacement)"
+            )
+        if self.known is not None:
+            self._check_known(self.known)
         if self.network.head == "shift" and self.covariates:
             raise ValueError(
                 "the shift head feeds its forecasts back in as the next input and forecasts no "
@@ -273,10 +341,55 @@ class ModelSpec(_Strict):
             )
         return self
 
+    def _check_known(self, known: Known) -> None:
+        lead = self.lead
+        if not lead:
+            raise ValueError("known names no future column and no calendar feature")
+        now = calendar.columns(known.calendar)
+        if self.features[-len(lead) - len(now) :] != now + lead:
+            raise ValueError(
+                f"features must end with the calendar and the known inputs read ahead: {now + lead}"
+            )
+        if known.future and self.sent[-len(known.future) :] != known.future:
+            raise ValueError(
+                f"the history's columns {self.sent} must end with the future ones {known.future}"
+            )
+        if self.network.head not in ("direct", "mlp", "none"):
+            raise ValueError(f"inputs known in advance need the direct or mlp head, not {self.network.head}")
+        if self.input_window.min_length < self.input_window.length:
+            raise ValueError("inputs known in advance need the whole window (no min_history)")
+        if self.input_window.length < self.horizon:
+            raise ValueError(
+                f"inputs known in advance need window.length >= window.horizon ({self.horizon}): the last "
+                "horizon rows of the window carry the forecast steps' values"
+            )
+        if known.calendar and self.frequency is None:
+            raise ValueError("calendar features need a known frequency (dated data)")
+
+    @property
+    def lead(self) -> list[str]:
+        """The graph's columns of inputs known in advance, each ``horizon`` steps ahead of its row."""
+        return [] if self.known is None else [f"{c}+{self.horizon}" for c in self.known.columns]
+
+    @property
+    def sent(self) -> list[str]:
+        """The columns of the history a client sends (``/v1`` values rows): the features but the
+        calendar and the known inputs read ahead, which the service builds from ``future`` and
+        the dates."""
+        built = len(self.lead) + (0 if self.known is None else len(calendar.columns(self.known.calendar)))
+        return self.features[: len(self.features) - built]
+
     @property
     def covariates(self) -> list[str]:
-        """Input-only columns (the features after the targets)."""
-        return self.features[len(self.targets) :]
+        """Input-only columns of the history (the sent columns after the targets)."""
+        return self.sent[len(self.targets) :]
+
+    @property
+    def causal(self) -> bool:
+        """Whether forecast step ``h`` reads known inputs of steps up to ``h`` only (the direct head's
+        encoder read per step), so a request for fewer steps may send fewer future values."""
+        head = self.network.head
+        return head == "none" or (head == "direct" and self.network.readout == "steps")
 
     def summary(self) -> str:
         """One line: the network's options that differ from the defaults, then the shapes."""

@@ -109,6 +109,10 @@ class Frequency:
             return t + timedelta(days=7 * self.n * k)
         return self._business(t, self.n * k)
 
+    def step(self, t: datetime, k: int) -> datetime:
+        """The timestamp ``k`` steps after ``t`` (before it for a negative ``k``); ``t`` on the offset."""
+        return self._step(t, k)
+
     def following(self, t: datetime) -> datetime:
         """The timestamp one step after ``t``, which must be on the offset."""
         return self._step(t, 1)

@@ -8,7 +8,7 @@ from datetime import datetime
 import pandas as pd
 import pytest
 
-from service.timeindex import format_timestamps, parse_frequency, parse_timestamp
+from service.bundle.timeindex import format_timestamps, parse_frequency, parse_timestamp
 
 ALIASES = ["MS", "ME", "QS", "QS-OCT", "QE", "QE-NOV", "YS", "YE", "YS-JUL", "2MS", "2QE", "D", "h", "30min",
            "15s", "W", "W-MON", "2W", "B", "3B"]  # fmt: skip
