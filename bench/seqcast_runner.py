@@ -43,12 +43,17 @@ class SeqcastResult:
 
 
 def config_for(
-    s: DataSet, path: Path, seed: int, threads: int | None, model: dict[str, Any] | None = None
+    s: DataSet,
+    path: Path,
+    seed: int,
+    threads: int | None,
+    model: dict[str, Any] | None = None,
+    data_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The user's config: only the data, the holdout and the horizon (and the machine it runs on);
     ``model``: a hand-written ``[model]`` section (and ``min_history``, ``stride``) instead of the
-    recipe."""
-    data: dict[str, Any] = {"path": str(path), "timestamp": "timestamp"}
+    recipe; ``data_options``: more of ``[data]`` (inputs known in advance: ``future``, ``calendar``)."""
+    data: dict[str, Any] = {"path": str(path), "timestamp": "timestamp", **(data_options or {})}
     if s.targets:
         data["targets"] = list(s.targets)  # covariate files: the target alone, univariately
     if s.layout == "long":
@@ -77,6 +82,7 @@ def seqcast_forecast(
     threads: int | None = 1,
     model: dict[str, Any] | None = None,
     contexts: tuple[int, ...] = (),
+    data_options: dict[str, Any] | None = None,
 ) -> SeqcastResult:
     """Train the default recipe (or the hand-written ``model``) on set ``s`` and forecast its test
     points through the ONNX bundle; ``contexts``: also from only the last few points before the
@@ -85,8 +91,9 @@ def seqcast_forecast(
         raise Pending(PENDING[s.name])
     from training.config import Config  # torch and the trainer only when Seqcast runs
     from training.pipeline import export_run, train_run
+    from training.windows import model_input
 
-    cfg = Config.model_validate(config_for(s, root / s.file, seed, threads, model))
+    cfg = Config.model_validate(config_for(s, root / s.file, seed, threads, model, data_options))
     t0 = time.perf_counter()
     run = train_run(cfg)
     train_s = time.perf_counter() - t0
@@ -95,8 +102,9 @@ def seqcast_forecast(
 
     ds, spec = run.dataset, exported.predictor.spec
     length = spec.input_window.length
-    # The last input window before the test split, from the data as loaded: (series, length, features).
-    x = np.stack([sx.values[-s.h - length : -s.h] for sx in ds.series])
+    # The last input window before the test split, from the data as loaded: (series, length, features)
+    # (with inputs known in advance, theirs read a horizon ahead, as the service builds it)
+    x = np.stack([model_input(sx.values, len(sx.values) - s.h, length, s.h, len(ds.now)) for sx in ds.series])
     y = exported.predictor.predict(x)  # (series, h, targets)
     calibration = exported.manifest.intervals
     assert calibration is not None  # every exported bundle is calibrated

@@ -25,6 +25,7 @@ from training import bases
 from training.models import Scaler, known_columns
 
 PENALTIES = (0.01, 0.1, 1.0, 10.0)  # ridge penalty per forecast step, chosen on validation
+MAX_WINDOWS = 4096  # training windows the effect is fitted on at most (a random subset of more)
 
 
 @dataclass

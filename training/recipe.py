@@ -349,6 +349,13 @@ def _rows(windows: Windows, rows: np.ndarray) -> Windows:
     return Windows(windows.x[rows], windows.y[rows], windows.series[rows], windows.origin[rows])
 
 
+def _sample(windows: Windows, most: int) -> Windows:
+    """At most ``most`` of the windows, a fixed random subset (in order) when there are more."""
+    if len(windows) <= most:
+        return windows
+    return _rows(windows, np.sort(np.random.default_rng(0).choice(len(windows), most, replace=False)))
+
+
 def stopping_split(train: Windows, horizon: int) -> tuple[Windows, Windows]:
     """The training windows cut by time in each series: ``(fit, stop)``.
 
@@ -467,7 +474,12 @@ class Combination:
                 found = linear_candidates(_in_space(windows, space), length, horizon, lags)
                 again |= {prefix + n: m for n, m in found.items()}
         matrices = {p: again.get(p, m) if _fitted(p) else m for p, m in self.matrices.items()}
-        return Combination(self.parts, matrices, self.known)
+        refitted = Combination(self.parts, matrices)
+        if self.known is None:
+            return refitted
+        # the known inputs' effect on the refitted base, on the same windows, with the same penalty
+        k = self.known
+        return refitted.with_known(k.spec, _sample(windows, known.MAX_WINDOWS), k.mean, k.std, k.penalty)
 
     def install(self, model: Forecaster) -> None:
         """Put the base into a model built with ``base=self.name, log_share=self.log_share``."""
@@ -600,9 +612,10 @@ def choose(
         model = build_model(spec_for(network, ds, length, horizon), mean, std)
         refitted.install(model)
         result = TrainResult(best_val=best_linear.score)
-        if any(_fitted(p) for p in combination.parts):
+        if any(_fitted(p) for p in combination.parts) or combination.known is not None:
             notes.append(
-                "the ridge parts of the base were fitted again on the training and validation windows"
+                "the ridge parts of the base (and the effect of the known inputs) were fitted again on "
+                "the training and validation windows"
             )
     ranked_all = sorted(scored, key=lambda s: s.score)
     if best_net is not None and chosen == best_net[0].name:
@@ -639,9 +652,10 @@ def _with_known(
     length = windows["val"].x.shape[1]
     # the spec only places the columns (training.known reads it); the model is built later
     spec = spec_for(NetworkSpec(head="none", base="known"), ds, length, horizon)
+    train = _sample(windows["train"], known.MAX_WINDOWS)
     found: list[tuple[Scored, Combination]] = []
     for penalty in known.PENALTIES:
-        candidate = combination.with_known(spec, windows["train"], mean, std, penalty)
+        candidate = combination.with_known(spec, train, mean, std, penalty)
         forecast = candidate.forecast(windows["val"].x, len(ds.targets))
         found.append((Scored(candidate.name, "combination", val.score(candidate.name, forecast)), candidate))
     scored += [s for s, _ in found]
