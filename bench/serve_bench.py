@@ -23,6 +23,10 @@ something else on the machine hits both sides alike. Ratios:
 - Seqcast / hand-built req/s, goal >= 0.95;
 - intervals: req/s with levels 80 and 95 / without, goal >= 0.91 (a forecast
   with intervals costs at most 1.1 times one without);
+- known inputs: req/s of the same network reading a temperature known in
+  advance and the hour and weekday of each step (``bench-known``: requests
+  dated, with the future temperatures) / reading it as a covariate of the
+  past (``bench-covariate``: the same rows, undated), goal >= 0.91;
 - batch: Seqcast series/s / bare onnxruntime series/s on the same batch, in as
   many processes as workers, each with the same intra-op threads, goal >= 0.9;
 - worker RSS with the model loaded (goal <= 130 MiB), cold start to the first
@@ -109,6 +113,75 @@ def build_bundle(model_dir: Path) -> Path:
     actual = forecast + np.random.default_rng(1).normal(0, 5, size=forecast.shape).astype(np.float32)
     manifest = manifest.model_copy(update={"intervals": intervals.calibrate(x, actual, forecast)})
     return store.publish(model_dir, manifest, onnx_bytes)
+
+
+KNOWN_NAME, COVARIATE_NAME = "bench-known", "bench-covariate"
+KNOWN_FUTURE, KNOWN_CALENDAR = ["temp"], ["hour", "dayofweek"]  # spec.known of bench-known
+START = "2024-03-04T00:00:00"  # the first value's time in the dated requests (hourly)
+
+
+def build_known_bundle(model_dir: Path, known: bool = True) -> Path:
+    """The same network reading a temperature beside the series: ``known``, as an input known in
+    advance (a forecast of it), with the hour and weekday of each step, so requests send its
+    future values and dates (``bench-known``); else as a covariate of the past only
+    (``bench-covariate``), the same request without them."""
+    import torch
+
+    from service.bundle.manifest import Known, NetworkSpec
+    from service.bundle.predictor import OnnxPredictor
+    from training.export import check_parity, to_onnx
+    from training.models import build_model, model_spec
+
+    torch.manual_seed(0)
+    cfg = NetworkSpec(cell="lstm", head="direct", hidden=64, layers=2, scaling="window")
+    spec = model_spec(
+        cfg,
+        ["value", "temp"],
+        ["value"],
+        WINDOW,
+        HORIZON,
+        "h",
+        known=Known(future=KNOWN_FUTURE, calendar=KNOWN_CALENDAR) if known else None,
+    )
+    n = len(spec.features)
+    temps = [1, 6] if known else [1]  # the temperature, as sent and read ahead
+    mean, std = np.zeros(n, np.float32), np.ones(n, np.float32)
+    mean[temps], std[temps] = 15.0, 5.0
+    model = build_model(spec, mean, std)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(64, WINDOW, n)).astype(np.float32)
+    x[..., 0] = series(64, WINDOW)
+    x[..., temps] = 15 + 5 * x[..., temps]
+    onnx_bytes = to_onnx(model, x)
+    manifest = Manifest(
+        name=KNOWN_NAME if known else COVARIATE_NAME,
+        version="lstm2x64-w48-h12-" + ("known" if known else "covariate"),
+        created=datetime.now(UTC),
+        spec=model.spec,
+        training_config={"model": cfg.model_dump()},
+        data=DataInfo(fingerprint="0" * 64, source="random weights", series=1, rows=WINDOW),
+        onnx_sha256=store.sha256_bytes(onnx_bytes),
+    )
+    predictor = OnnxPredictor.from_bytes(onnx_bytes, manifest.spec)
+    check_parity(model, predictor, x, float(np.std(x[..., 0])))
+    forecast = predictor.predict(x)
+    actual = forecast + np.random.default_rng(1).normal(0, 5, size=forecast.shape).astype(np.float32)
+    manifest = manifest.model_copy(update={"intervals": intervals.calibrate(x, actual, forecast)})
+    return store.publish(model_dir, manifest, onnx_bytes)
+
+
+def known_request_body(n: int, known: bool = True) -> bytes:
+    """Like ``request_body``, with rows of [value, temperature]; ``known``: also the first value's
+    time and the temperature of the forecast hours (``bench-known``)."""
+    rng = np.random.default_rng(3)
+    temps = np.round(15 + 5 * rng.normal(size=(n, WINDOW + HORIZON)), 1)
+    rows = []
+    for i, row in enumerate(series(n, WINDOW).astype(float)):
+        one: dict[str, Any] = {"id": f"s{i}", "values": np.stack([row, temps[i, :WINDOW]], axis=1).tolist()}
+        if known:
+            one |= {"start": START, "future": {"temp": temps[i, WINDOW:].tolist()}}
+        rows.append(one)
+    return json.dumps({"series": rows}).encode()
 
 
 def series(n: int, length: int, seed: int = 0) -> np.ndarray:
@@ -435,6 +508,8 @@ def main() -> None:
     models = work / "models"
     models.mkdir()
     bundle = build_bundle(models)
+    build_known_bundle(models)
+    build_known_bundle(models, known=False)
     onnx_path = str(bundle / "model.onnx")
     bodies = {"single": work / "single.json", "batch": work / "batch.json"}
     bodies["single"].write_bytes(request_body(1))
@@ -450,6 +525,10 @@ def main() -> None:
     v2_levels_body, v2_levels_header = v2_binary_body(BATCH, LEVELS)
     bodies["v2-levels"].write_bytes(v2_levels_body)
     header_lengths = {"v2": v2_header, "v2-levels": v2_levels_header}
+    for n, size in ((1, "single"), (BATCH, "batch")):
+        for known, kind in ((True, "known"), (False, "covariate")):
+            bodies[f"{size}-{kind}"] = work / f"{size}-{kind}.json"
+            bodies[f"{size}-{kind}"].write_bytes(known_request_body(n, known))
     lua = work / "post.lua"
     lua.write_text(LUA)
     busy = cpu_busy()
@@ -474,15 +553,21 @@ def main() -> None:
     ref = Server("bench.reference_app:create_app()", env, work / "reference.log")
     seq = Server("service:create_app()", env, work / "seqcast.log")
     forecast = f"/v1/models/{NAME}/forecast"
+    known_forecast = f"/v1/models/{KNOWN_NAME}/forecast"
+    covariate_forecast = f"/v1/models/{COVARIATE_NAME}/forecast"
     phases = [
         ("floor: constant Flask endpoint", ref, "/ping", None),
         ("Seqcast GET /healthz", seq, "/healthz", None),
         ("hand-built forecast, 1 series", ref, "/forecast", "single"),
         ("Seqcast forecast, 1 series", seq, forecast, "single"),
         ("Seqcast forecast, 1 series, levels 80 95", seq, forecast, "single-levels"),
+        ("Seqcast forecast, 1 series, covariate", seq, covariate_forecast, "single-covariate"),
+        ("Seqcast forecast, 1 series, known inputs", seq, known_forecast, "single-known"),
         (f"hand-built forecast, {BATCH} series", ref, "/forecast", "batch"),
         (f"Seqcast forecast, {BATCH} series", seq, forecast, "batch"),
         (f"Seqcast forecast, {BATCH} series, levels 80 95", seq, forecast, "batch-levels"),
+        (f"Seqcast forecast, {BATCH} series, covariate", seq, covariate_forecast, "batch-covariate"),
+        (f"Seqcast forecast, {BATCH} series, known inputs", seq, known_forecast, "batch-known"),
         (f"Seqcast V2 infer, {BATCH} series, binary tensors", seq, f"/v2/models/{NAME}/infer", "v2"),
         (
             f"Seqcast V2 infer, {BATCH} series, binary tensors, bounds 80 95",
@@ -606,6 +691,13 @@ def main() -> None:
         print(
             f"| {n} series: with 80 and 95 % intervals / without (req/s, median of rounds) | "
             f"{paired(plain + ', levels 80 95', plain):.2f} | >= 0.91 (cost <= 1.1 x) |"
+        )
+    for n in (1, BATCH):
+        plain = f"Seqcast forecast, {n} series"
+        print(
+            f"| {n} series: the temperature known in advance, with hour and weekday (dated, future "
+            f"values) / as a past covariate (req/s, median of rounds) | "
+            f"{paired(plain + ', known inputs', plain + ', covariate'):.2f} | >= 0.91 (cost <= 1.1 x) |"
         )
     v2 = f"Seqcast V2 infer, {BATCH} series, binary tensors"
     print(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, request
@@ -17,6 +18,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from service import api, auth, errors, ops, requestlog, v2
 from service import state as app_state
+from service.batching import BatchingPredictor
 from service.bundle.predictor import OnnxPredictor
 from service.metrics import Metrics, now
 from service.registry import Loader, Registry
@@ -92,12 +94,12 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
     app.url_map.strict_slashes = False
 
     metrics = Metrics(settings.metrics_flush_seconds)
+    load = loader or partial(
+        OnnxPredictor.load, intra_op_threads=settings.intra_op, shrink_batch=settings.arena_shrink_batch
+    )
     registry = Registry(
         settings.model_dir,
-        loader
-        or partial(
-            OnnxPredictor.load, intra_op_threads=settings.intra_op, shrink_batch=settings.arena_shrink_batch
-        ),
+        _batching(load, settings, metrics) if settings.batch_max_size > 1 else load,
         on_swap=metrics.model_swapped,
         on_fail=metrics.load_failed,
     )
@@ -114,6 +116,21 @@ def create_app(settings: Settings | None = None, loader: Loader | None = None) -
     app.register_blueprint(api.bp)
     app.register_blueprint(v2.bp)
     return app
+
+
+def _batching(load: Loader, settings: Settings, metrics: Metrics) -> Loader:
+    """The loader, its predictors wrapped for adaptive batching (``service.batching``)."""
+
+    def loaded(bundle: Path) -> BatchingPredictor:
+        name = bundle.parent.name
+        return BatchingPredictor(
+            load(bundle),
+            settings.batch_max_size,
+            settings.batch_max_delay_ms / 1000,
+            lambda requests, series, waits: metrics.observe_batch(name, requests, series, waits),
+        )
+
+    return loaded
 
 
 def load_models(app: Flask) -> None:

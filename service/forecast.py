@@ -23,7 +23,7 @@ from service import known, values
 from service.bundle import intervals
 from service.bundle.manifest import Intervals, Manifest, ModelSpec
 from service.bundle.predictor import Predictor, predict_with_bounds
-from service.bundle.timeindex import Frequency, format_timestamps, parse_frequency, parse_timestamp
+from service.bundle.timeindex import Frequency, forecast_stamps, parse_frequency, parse_timestamp
 from service.errors import InvalidRequest, validation_details
 from service.schemas import ForecastRequest, SeriesIn
 
@@ -158,6 +158,8 @@ def prepare(req: ForecastRequest, manifest: Manifest, horizon: int) -> Batch:
     freq = parse_frequency(spec.frequency)
     reads_calendar = spec.known is not None and bool(spec.known.calendar)
     stamps: list[list[str] | None] = []
+    # the common case at once; otherwise each series' future below, with its faults named
+    future = None if spec.known is None else known.future_batch([s.future for s in req.series], spec, horizon)
     futures: list[np.ndarray] = []
     days: list[np.ndarray] = []
     seen: dict[str, int] = {}
@@ -173,7 +175,8 @@ def prepare(req: ForecastRequest, manifest: Manifest, horizon: int) -> Batch:
             last = _last_timestamp(series, len(series.values), freq) if dated else None
             stamps.append(_forecast_timestamps(last, freq, horizon, series))
             if spec.known is not None:
-                futures.append(known.future_rows(series.future, spec, horizon))
+                if future is None:
+                    futures.append(known.future_rows(series.future, spec, horizon))
                 if reads_calendar and i not in faulty:
                     if last is None or freq is None:
                         raise _Bad(("start",), _UNDATED.format(", ".join(spec.known.calendar)))
@@ -186,7 +189,8 @@ def prepare(req: ForecastRequest, manifest: Manifest, horizon: int) -> Batch:
         raise InvalidRequest.from_details(_in_series_order(details))
     if spec.known is not None:
         assert isinstance(x, np.ndarray)  # a model with known inputs reads its whole window
-        x = known.model_input(x, np.stack(futures), np.stack(days) if reads_calendar else None, spec)
+        future = future if future is not None else np.stack(futures)
+        x = known.model_input(x, future, np.stack(days) if reads_calendar else None, spec)
     return Batch(x=x, horizon=horizon, timestamps=stamps)
 
 
@@ -356,7 +360,7 @@ def _forecast_timestamps(
     if last is None or freq is None:
         return None
     try:
-        return format_timestamps(freq.after(last[0], horizon), last[1])
+        return list(forecast_stamps(freq, last[0], horizon, last[1]))
     except (OverflowError, ValueError):
         field = "timestamps" if series.timestamps is not None else "start"
         raise _Bad((field,), "the forecast would run past year 9999") from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ import numpy as np
 from service.bundle import calendar
 from service.bundle.manifest import ModelSpec
 from service.bundle.timeindex import Frequency
-from service.values import BadValues, describe, numbers_array
+from service.values import NUMBER_TYPES, BadValues, as_float32, describe, numbers_array
 
 # The calendar rows of one series depend on its last timestamp alone: a batch of series sent
 # for the same day computes them once.
@@ -85,6 +86,35 @@ def future_rows(future: Any, spec: ModelSpec, horizon: int) -> np.ndarray:
     if count < spec.horizon:
         rows = np.concatenate([rows, np.repeat(rows[-1:], spec.horizon - count, axis=0)])
     return rows
+
+
+def future_batch(futures: list[Any], spec: ModelSpec, horizon: int) -> np.ndarray | None:
+    """Every series' ``future`` as float32 ``(batch, spec.horizon, columns)`` in the common case
+    (each an object of exactly the model's columns in its order, each a list of the right count of
+    plain numbers, all finite), in one ``np.array`` call for the batch; None for anything else,
+    which ``future_rows`` then decides series by series and names the fault. It only accepts:
+    whenever it answers, ``future_rows`` would have accepted every series and given the same rows
+    (tests/test_known_inputs.py holds it to that). At 256 series it takes a fraction of checking
+    them one by one (service/known.py's comparison in docs/benchmarks.md)."""
+    names = [] if spec.known is None else spec.known.future
+    count = needed(spec, horizon)
+    if not names or any(type(f) is not dict or list(f) != names for f in futures):
+        return None
+    cells = [f[name] for f in futures for name in names]
+    if any(type(c) is not list or len(c) != count for c in cells):
+        return None
+    if not set(map(type, chain.from_iterable(cells))) <= NUMBER_TYPES:
+        return None
+    try:
+        arr = as_float32(cells)  # (batch * columns, count)
+    except OverflowError:
+        return None
+    if arr is None:
+        return None
+    rows = arr.reshape(len(futures), len(names), count).transpose(0, 2, 1)
+    if count < spec.horizon:
+        rows = np.concatenate([rows, np.repeat(rows[:, -1:], spec.horizon - count, axis=1)], axis=1)
+    return np.ascontiguousarray(rows)
 
 
 def calendar_rows(spec: ModelSpec, freq: Frequency, last: datetime) -> np.ndarray:

@@ -40,6 +40,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Forecast latency on CPU spans ~1 ms (one series) to ~100 ms (a large batch).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _SLOTS = len(LATENCY_BUCKETS) + 1  # the last one is +Inf
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+WAIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 log = logging.getLogger(__name__)
 
 RequestKey = tuple[str, str, int]  # route, method, status
@@ -79,7 +81,8 @@ class Metrics:
         )
         self.predictions = Counter(
             "seqcast_predictions_total",
-            "model calls (one per request batch)",
+            "forecast requests answered by the model (with adaptive batching several share one model "
+            "call: seqcast_batch_requests)",
             ["model", "version"],
             registry=r,
         )
@@ -95,6 +98,23 @@ class Metrics:
             ["model", "version"],
             registry=r,
             multiprocess_mode="livemax",
+        )
+        self.batch_requests = Histogram(
+            "seqcast_batch_requests",
+            "requests answered by one model call (adaptive batching, SEQCAST_BATCH_MAX_SIZE)",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_series = Counter(
+            "seqcast_batch_series_total", "series in batched model calls", ["model"], registry=r
+        )
+        self.batch_wait = Histogram(
+            "seqcast_batch_queue_seconds",
+            "time a request waited for its batched model call to start",
+            ["model"],
+            buckets=WAIT_BUCKETS,
+            registry=r,
         )
         self.load_failures = Counter(
             "seqcast_model_load_failures_total", "bundles that failed to load", ["model"], registry=r
@@ -137,6 +157,18 @@ class Metrics:
             tally[0] += 1
             tally[1] += series
             tally[2] += seconds
+
+    def observe_batch(self, model: str, requests: int, series: int, waits: list[float]) -> None:
+        """One batched model call (``service.batching``): written at once, one call per batch (not
+        per request). A failure to write is logged, never raised into the batcher."""
+        try:
+            self.batch_requests.labels(model).observe(requests)
+            self.batch_series.labels(model).inc(series)
+            child = self.batch_wait.labels(model)
+            for wait in waits:
+                child.observe(wait)
+        except Exception:
+            log.exception("writing batch metrics failed")
 
     def flush(self) -> None:
         """Write the tallies since the last flush to the prometheus values (shared files under gunicorn)."""

@@ -60,6 +60,20 @@ class Settings(BaseSettings):
         "grew its arena by (0: never): worker memory against the time of very large batches",
     )
     max_series: int = Field(default=1024, ge=1, le=100_000, description="series per forecast request")
+    batch_max_size: int = Field(
+        default=0,
+        ge=0,
+        le=100_000,
+        description="adaptive batching: concurrent forecasts for one model in one worker are answered by "
+        "one model call of up to this many series (0 or 1: off; needs threads > 1)",
+    )
+    batch_max_delay_ms: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=100.0,
+        description="adaptive batching: how long a model call that is not full waits for more requests "
+        "(0: it takes what is queued and runs at once; under load the queue fills while the model runs)",
+    )
     max_body_bytes: int = Field(
         default=8 * MiB, ge=1024, le=256 * MiB, description="request body limit (Flask MAX_CONTENT_LENGTH)"
     )
@@ -179,6 +193,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"read_timeout={self.read_timeout:g} must be below timeout={self.timeout}: "
                 "a stalled upload would otherwise get the worker killed"
+            )
+        if self.batch_max_size > 1 and self.threads < 2:
+            raise ValueError(
+                f"batch_max_size={self.batch_max_size} with threads={self.threads}: a worker answers one "
+                "request at a time, so there is nothing to batch; set SEQCAST_THREADS above 1"
             )
         if 0 < self.poll_seconds < 0.5:
             raise ValueError(f"poll_seconds={self.poll_seconds}: at most twice a second, or 0 to disable")

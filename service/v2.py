@@ -24,9 +24,9 @@ import numpy as np
 from flask import Blueprint, Response, request
 from pydantic import ValidationError
 
-from service import __version__, requestlog
+from service import __version__, known, requestlog
 from service.bundle import intervals
-from service.bundle.manifest import Manifest
+from service.bundle.manifest import Manifest, ModelSpec
 from service.bundle.predictor import predict_with_bounds
 from service.errors import ModelNotFound, NotReady, ServiceError, UnsupportedMediaType, format_loc
 from service.metrics import now
@@ -41,6 +41,7 @@ from service.schemas_v2 import (
     ModelParameters,
     ModelReady,
     Ready,
+    RequestInput,
     ServerMetadata,
 )
 from service.state import state
@@ -98,15 +99,12 @@ def model_ready(name: str, version: str | None = None) -> Response:
 def model_metadata(name: str, version: str | None = None) -> Response:
     served = _served(name, version)
     spec = served.manifest.spec
-    time = -1 if spec.input_window.max_length is None else spec.input_window.length
     return model_response(
         ModelMetadata(
             name=name,
             versions=[served.version],
             platform="onnxruntime_onnx",
-            inputs=[
-                MetadataTensor(name=spec.input_name, datatype="FP32", shape=[-1, time, len(spec.features)])
-            ],
+            inputs=_inputs(spec),
             outputs=[
                 MetadataTensor(name=o, datatype="FP32", shape=[-1, spec.horizon, len(spec.targets)])
                 for o in _listed_outputs(served.manifest)
@@ -133,33 +131,77 @@ def _read_request() -> tuple[Any, bytes]:
     return parse_json(data[:split]), data[split:]
 
 
+FUTURE_INPUT = "future"  # a model's inputs known in advance, for the forecast steps
+
+
+def _inputs(spec: ModelSpec) -> list[MetadataTensor]:
+    """The inputs a request sends: ``x``, the history; for a model with future columns (and no
+    calendar) ``x`` holds the history's own columns and ``future`` their values for the forecast
+    steps, from which the service builds the graph's input as ``/v1`` does. A calendar model takes
+    the graph's own input (``spec.features``: the calendar and the known inputs read a horizon
+    ahead, computed by the client), V2 tensors carrying no dates."""
+    time = -1 if spec.input_window.max_length is None else spec.input_window.length
+    if spec.known is None or spec.known.calendar:
+        return [MetadataTensor(name=spec.input_name, datatype="FP32", shape=[-1, time, len(spec.features)])]
+    return [
+        MetadataTensor(name=spec.input_name, datatype="FP32", shape=[-1, time, len(spec.sent)]),
+        MetadataTensor(name=FUTURE_INPUT, datatype="FP32", shape=[-1, spec.horizon, len(spec.known.future)]),
+    ]
+
+
 def _tensor(req: InferRequest, binary: bytes, served: Served) -> np.ndarray:
-    """The input ``x`` as float32 ``(batch, time, features)``, checked against the model."""
+    """The graph's input as float32 ``(batch, time, features)``, checked against the model."""
     m = served.manifest
+    expected = _inputs(m.spec)
+    names = [t.name for t in expected]
+    if [i.name for i in req.inputs] != names:
+        raise BadInfer(f"expected the inputs {names}, in that order, got {[i.name for i in req.inputs]}")
     limits = state().settings
-    if len(req.inputs) != 1 or req.inputs[0].name != m.spec.input_name:
-        raise BadInfer(
-            f"expected exactly one input named {m.spec.input_name!r}, got {[i.name for i in req.inputs]}"
-        )
-    tensor = req.inputs[0]
-    if tensor.datatype != "FP32":
-        raise BadInfer(f"input {tensor.name!r}: datatype must be FP32, got {tensor.datatype}")
-    if len(tensor.shape) != 3 or tensor.shape[2] != len(m.spec.features):
-        raise BadInfer(f"input shape must be [batch, time, {len(m.spec.features)}], got {tensor.shape}")
-    batch, time, features = tensor.shape
+    arrays: list[np.ndarray] = []
+    offset = 0
+    for tensor, meta in zip(req.inputs, expected, strict=True):
+        array, offset = _read(tensor, meta, binary, offset)
+        arrays.append(array)
+    x = arrays[0]
+    batch, time = x.shape[:2]
     if not 1 <= batch <= limits.max_series:
         raise BadInfer(f"batch must be 1..{limits.max_series}, got {batch}")
     if time < m.spec.input_window.min_length:
         raise BadInfer(f"{time} time steps, the model needs at least {m.spec.input_window.min_length}")
-    count = batch * time * features
+    x = np.ascontiguousarray(x[:, -m.spec.input_window.length :])
+    if len(arrays) > 1:
+        if arrays[1].shape[0] != batch:
+            raise BadInfer(
+                f"input {FUTURE_INPUT!r} has {arrays[1].shape[0]} series, {m.spec.input_name!r} {batch}"
+            )
+        x = known.model_input(x, arrays[1], None, m.spec)
+    problem = not_positive(x, m.spec)
+    if problem is not None:
+        raise BadInfer(f"input {m.spec.input_name!r}: {problem}")
+    return x
+
+
+def _read(tensor: RequestInput, meta: MetadataTensor, binary: bytes, offset: int) -> tuple[np.ndarray, int]:
+    """One input tensor as float32 of its shape (the metadata's, ``-1`` any size), from its JSON
+    data or from ``binary`` at ``offset``; and the offset after it."""
+    if tensor.datatype != "FP32":
+        raise BadInfer(f"input {tensor.name!r}: datatype must be FP32, got {tensor.datatype}")
+    want = meta.shape
+    if len(tensor.shape) != len(want) or any(
+        w not in (-1, g) for w, g in zip(want, tensor.shape, strict=True)
+    ):
+        shown = ", ".join("n" if w == -1 else str(w) for w in want)
+        raise BadInfer(f"input {tensor.name!r}: shape must be [{shown}], got {tensor.shape}")
+    count = int(np.prod(tensor.shape))
     size = (tensor.parameters or {}).get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or size != 4 * count or len(binary) != size:
+        if not isinstance(size, int) or size != 4 * count or len(binary) < offset + size:
             raise BadInfer(
-                f"binary_data_size must be {4 * count} bytes for shape {tensor.shape} "
-                f"and match the {len(binary)} bytes after the header"
+                f"input {tensor.name!r}: binary_data_size must be {4 * count} bytes for shape {tensor.shape} "
+                f"and lie within the {len(binary)} bytes after the header"
             )
-        flat = np.frombuffer(binary, dtype="<f4").astype(np.float32, copy=False)
+        flat = np.frombuffer(binary, dtype="<f4", count=count, offset=offset).astype(np.float32, copy=False)
+        offset += size
     else:
         if tensor.data is None:
             raise BadInfer(f"input {tensor.name!r} has no data and no binary_data_size")
@@ -173,11 +215,7 @@ def _tensor(req: InferRequest, binary: bytes, served: Served) -> np.ndarray:
             )
     if not np.isfinite(flat).all():  # raw bytes can hold anything
         raise BadInfer(f"input {tensor.name!r} holds NaN or infinity")
-    x = np.ascontiguousarray(flat.reshape(batch, time, features)[:, -m.spec.input_window.length :])
-    problem = not_positive(x, m.spec)
-    if problem is not None:
-        raise BadInfer(f"input {tensor.name!r}: {problem}")
-    return x
+    return flat.reshape(tensor.shape), offset
 
 
 def _listed_outputs(m: Manifest) -> list[str]:

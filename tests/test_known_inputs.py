@@ -11,20 +11,26 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from service import known as service_known
 from service.app import create_app
 from service.bundle import calendar
+from service.bundle.manifest import Known, NetworkSpec
 from service.bundle.timeindex import parse_frequency
 from service.settings import Settings
 from training import known
 from training.config import Config, DataConfig
 from training.data import DataError, load_dataset
+from training.models import model_spec
 from training.pipeline import publish_run, train_run
 from training.windows import make_windows
 
 HORIZON, LENGTH = 7, 14
 NAN = float("nan")
 W, T = [1] * HORIZON, [20.0] * HORIZON  # good future values
+REGRESSORS = ["WorkDay", "Temperature"]
 
 
 def daily_csv(tmp_path: Path, days: int = 240, seed: int = 0) -> Path:
@@ -299,3 +305,100 @@ def test_future_values_for_a_model_without_them_are_refused(tmp_path):
     answer = client.post("/v1/models/demand/forecast", json=request)
     assert answer.status_code == 422
     assert answer.get_json()["error"]["details"][0]["loc"] == ["series", 0, "future"]
+
+
+# --- the Open Inference Protocol (/v2) -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served_future(tmp_path_factory):
+    """A model with future columns and no calendar: /v2 takes them as a second input."""
+    tmp_path = tmp_path_factory.mktemp("future")
+    path = daily_csv(tmp_path)
+    run = train_run(config(path, tmp_path, future=["WorkDay", "Temperature"]))
+    publish_run(run, tmp_path / "models")
+    return run, create_app(Settings(model_dir=tmp_path / "models")).test_client(), pd.read_csv(path)
+
+
+def test_v2_takes_the_future_values_as_a_second_input(served_future):
+    run, client, frame = served_future
+    meta = client.get("/v2/models/demand").get_json()
+    assert [(t["name"], t["shape"]) for t in meta["inputs"]] == [
+        ("x", [-1, -1, 3]),
+        ("future", [-1, HORIZON, 2]),
+    ]
+    history = frame[["Demand", "WorkDay", "Temperature"]].iloc[-HORIZON - LENGTH : -HORIZON].to_numpy()
+    future = frame[["WorkDay", "Temperature"]].iloc[-HORIZON:].to_numpy()
+    request = {
+        "inputs": [
+            {"name": "x", "shape": [1, LENGTH, 3], "datatype": "FP32", "data": history.ravel().tolist()},
+            {"name": "future", "shape": [1, HORIZON, 2], "datatype": "FP32", "data": future.ravel().tolist()},
+        ]
+    }
+    answer = client.post("/v2/models/demand/infer", json=request)
+    assert answer.status_code == 200, answer.get_json()
+    with torch.no_grad():
+        want = run.model(torch.from_numpy(run.windows["test"].x[-1:])).numpy().ravel()
+    np.testing.assert_allclose(answer.get_json()["outputs"][0]["data"], want, rtol=1e-4)
+    # the same through /v1
+    v1 = {
+        "series": [
+            {"values": history.tolist(), "future": {c: frame[c].iloc[-HORIZON:].tolist() for c in REGRESSORS}}
+        ]
+    }
+    got = client.post("/v1/models/demand/forecast", json=v1).get_json()["forecasts"][0]["mean"]
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    # a missing or misshapen future input is a 400 naming it
+    alone = {"inputs": request["inputs"][:1]}
+    assert "['x', 'future']" in client.post("/v2/models/demand/infer", json=alone).get_json()["error"]
+    short = {
+        "inputs": [request["inputs"][0], {**request["inputs"][1], "shape": [1, 3, 2], "data": [1.0] * 6}]
+    }
+    bad = client.post("/v2/models/demand/infer", json=short)
+    assert bad.status_code == 400 and "'future': shape must be [n, 7, 2]" in bad.get_json()["error"]
+
+
+def test_v2_takes_a_calendar_models_own_graph_input(served):
+    run, client, _ = served
+    meta = client.get("/v2/models/demand").get_json()
+    features = len(run.model.spec.features)
+    assert [(t["name"], t["shape"]) for t in meta["inputs"]] == [("x", [-1, -1, features])]
+    x = run.windows["test"].x[-1:]
+    request = {
+        "inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]
+    }
+    answer = client.post("/v2/models/demand/infer", json=request)
+    assert answer.status_code == 200, answer.get_json()
+    with torch.no_grad():
+        want = run.model(torch.from_numpy(x)).numpy().ravel()
+    np.testing.assert_allclose(answer.get_json()["outputs"][0]["data"], want, rtol=1e-4)
+
+
+# --- the batch path for future values ------------------------------------------------------------
+
+_cell = st.one_of(
+    st.integers(-5, 5),
+    st.floats(-1e3, 1e3, allow_nan=False),
+    st.sampled_from([float("nan"), float("inf"), 1e39, True, None, "1"]),
+)
+_column = st.one_of(st.lists(_cell, min_size=1, max_size=5), _cell)
+_future = st.one_of(
+    st.none(),
+    st.fixed_dictionaries({"WorkDay": _column, "Temperature": _column}),
+    st.dictionaries(st.sampled_from(["WorkDay", "Temperature", "Promo"]), _column, max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(futures=st.lists(_future, min_size=1, max_size=4), horizon=st.integers(1, 4))
+def test_the_batch_path_for_future_values_accepts_only_what_each_series_would(futures, horizon):
+    """known.future_batch answers only when known.future_rows accepts every series, with its rows."""
+    spec = model_spec(
+        NetworkSpec(head="direct", base_lag=1), ["y", "WorkDay", "Temperature"], ["y"], 4, 4, "D",
+        known=Known(future=["WorkDay", "Temperature"]),
+    )  # fmt: skip
+    fast = service_known.future_batch(futures, spec, horizon)
+    if fast is None:
+        return
+    slow = np.stack([service_known.future_rows(f, spec, horizon) for f in futures])
+    np.testing.assert_array_equal(fast, slow)

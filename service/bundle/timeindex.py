@@ -180,6 +180,7 @@ def parse_frequency(alias: str | None) -> Frequency | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)  # a batch's series are mostly sent with the same dates
 def parse_timestamp(text: str) -> tuple[datetime, bool]:
     """An ISO 8601 timestamp and whether it was a bare date (answers are then dates too)."""
     try:
@@ -192,3 +193,10 @@ def format_timestamps(stamps: list[datetime], date_only: bool) -> list[str]:
     if date_only and all(t.hour == t.minute == t.second == t.microsecond == 0 for t in stamps):
         return [t.date().isoformat() for t in stamps]
     return [t.isoformat() for t in stamps]
+
+
+@functools.lru_cache(maxsize=1024)
+def forecast_stamps(freq: Frequency, last: datetime, steps: int, date_only: bool) -> tuple[str, ...]:
+    """The ISO times of the ``steps`` after ``last`` (``Frequency.after``, ``format_timestamps``):
+    the same for every series of a batch that ends at the same time, so computed once."""
+    return tuple(format_timestamps(freq.after(last, steps), date_only))
