@@ -16,7 +16,8 @@ LSTM 2 x 256 with a week of half-hours as its window (336) and two days ahead
   one thread) with adaptive batching, ``max_batch_size`` 64 and
   ``max_batch_time`` 2 ms, one parallel worker per core. Install it apart
   (it pins its own stack): ``python3 -m venv .venv-peers &&
-  .venv-peers/bin/pip install mlserver==1.6.1 onnxruntime``.
+  .venv-peers/bin/pip install mlserver==1.6.1 onnxruntime "uvloop<0.21"``
+  (MLServer 1.6 fails to start its workers with uvloop 0.21 and later).
 
 Every server gets the same V2 JSON body (``POST /v2/models/<name>/infer``, the
 input ``x`` as data); Seqcast's ``/v1`` body is measured beside it.
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=16, help="threads per Seqcast worker with batching")
     ap.add_argument("--connections", type=int, nargs="+", default=[64, 8])
     ap.add_argument("--no-mlserver", action="store_true", help="Seqcast alone (no .venv-peers)")
+    ap.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if shutil.which("wrk") is None:
@@ -179,11 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="seqcast-batching-"))
     models = work / "models"
     models.mkdir()
-    bundles = {name: build(models, name, *shape) for name, shape in MODELS.items()}
+    chosen = {name: MODELS[name] for name in args.models}
+    bundles = {name: build(models, name, *shape) for name, shape in chosen.items()}
     lua = work / "post.lua"
     lua.write_text(LUA)
     bodies: dict[tuple[str, str], Path] = {}
-    for name, (_, window, _) in MODELS.items():
+    for name, (_, window, _) in chosen.items():
         for kind, make in (("v2", v2_body), ("v1", v1_body)):
             bodies[name, kind] = work / f"{name}-{kind}.json"
             bodies[name, kind].write_bytes(make(window))
@@ -201,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         mlserver = MLServer(work, bundles, cores, work / "mlserver.log")
         servers["MLServer, batching"] = mlserver
     phases: list[tuple[str, str, int, str, str]] = []  # (model, server, connections, url, body kind)
-    for name in MODELS:
+    for name in chosen:
         for c in args.connections:
             for label, server in servers.items():
                 phases.append((name, label, c, f"{server.base}/v2/models/{name}/infer", "v2"))  # type: ignore[attr-defined]
@@ -214,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         plain.wait("/readyz")
         batched.wait("/readyz")
         if mlserver is not None:
-            for name in MODELS:
+            for name in chosen:
                 mlserver.wait(f"/v2/models/{name}/infer", bodies[name, "v2"].read_bytes())
         for model, _, c, url, kind in phases:  # warm-up, discarded
             wrk(url, 2, c, bodies[model, kind], lua)
@@ -225,11 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in servers.values():
             server.stop()  # type: ignore[attr-defined]
-    print(report(results, args, started, cores))
+    print(report(results, args, started, cores, list(chosen)))
     return 0
 
 
-def report(results: dict, args: argparse.Namespace, started: datetime, cores: int) -> str:
+def report(results: dict, args: argparse.Namespace, started: datetime, cores: int, names: list[str]) -> str:
     med = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in results.items()}
 
     def ratio(model: str, a: str, b: str, c: int) -> float:
@@ -245,7 +248,11 @@ def report(results: dict, args: argparse.Namespace, started: datetime, cores: in
     ]
     for (model, label, c), m in med.items():
         lines.append(f"| {model} | {label} | {c} | {m['rps']:,.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} |")
-    lines += ["", "| ratio (median of per-round ratios) | small | large | goal |", "|---|---:|---:|---|"]
+    lines += [
+        "",
+        f"| ratio (median of per-round ratios) | {' | '.join(names)} | goal |",
+        "|---|" + "---:|" * len(names) + "---|",
+    ]
     have = {label for _, label, _ in results}
     ml = (
         "Seqcast batching / MLServer batching, V2, 64 connections",
@@ -258,17 +265,13 @@ def report(results: dict, args: argparse.Namespace, started: datetime, cores: in
     v1 = "Seqcast batching / without, /v1, 64 connections"
     rows.append((v1, "Seqcast, batching (/v1)", "Seqcast (/v1)", 64, ""))
     for text, a, b, c, goal in rows:
-        if (next(iter(MODELS)), a, c) in results:
-            cells = [f"{ratio(model, a, b, c):.2f}" for model in MODELS]
+        if (names[0], a, c) in results:
+            cells = [f"{ratio(model, a, b, c):.2f}" for model in names]
             lines.append(f"| {text} | {' | '.join(cells)} | {goal} |")
     if 8 in args.connections:
-        p99 = [
-            med[model, "Seqcast, batching", 8]["p99_ms"] / med[model, "Seqcast", 8]["p99_ms"]
-            for model in MODELS
-        ]
-        lines.append(
-            f"| p99 at 8 connections, batching / without, V2 | {p99[0]:.2f} | {p99[1]:.2f} | <= 1.2 |"
-        )
+        p99 = [med[m, "Seqcast, batching", 8]["p99_ms"] / med[m, "Seqcast", 8]["p99_ms"] for m in names]
+        cells = " | ".join(f"{v:.2f}" for v in p99)
+        lines.append(f"| p99 at 8 connections, batching / without, V2 | {cells} | <= 1.2 |")
     return "\n".join(lines)
 
 

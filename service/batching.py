@@ -1,30 +1,27 @@
 """Adaptive batching: concurrent forecasts for one model in one worker answered by one model call.
 
-A recurrent model costs far more per series at batch 1 than at batch 256
+A recurrent model costs far more per series at batch 1 than at batch 64
 (docs/benchmarks.md, "Adaptive batching"). With ``SEQCAST_BATCH_MAX_SIZE`` above
-1 and several threads per worker (``SEQCAST_THREADS``), each request thread
-hands its input to the model's ``BatchingPredictor`` and waits; one batcher
-thread per model takes every input waiting in the queue (up to
-``max_size`` series), waits up to ``max_delay`` for more if the batch is not
-full, runs the model once on all of them, and gives each request its own
-rows back. Under load, requests pile up while the model runs, so batches
-form without any wait; an idle worker answers a lone request at once when
-``max_delay`` is 0 (the default).
+1 and several threads per worker (``SEQCAST_THREADS``), request threads meet in
+the model's ``BatchingPredictor``: when no batch is running, the thread that
+arrives leads one, with every input waiting (up to ``max_size`` series; if not
+full, it waits up to ``max_delay`` for more), runs the model once on all of
+them and gives each request its own rows back; the threads that arrive while
+it runs wait, and when it is done one of them leads the next batch with
+everything that queued meanwhile. No thread of its own, so no hand-over to
+another thread before the model runs: an idle worker answers a lone request
+at once when ``max_delay`` is 0 (the default), and under load batches form
+because requests pile up while the model runs.
 
 Each request keeps its own validation, intervals and errors: only the model
 call is shared, and a failure of that call is raised in every request of the
 batch (as it would have been in each alone). Inputs of different shapes
 (history lengths, a quantile head's bounds asked or not) go to separate
 calls. A request with ``max_size`` series or more skips the queue.
-
-The batcher thread starts with the first request after the worker forks and
-ends after ``IDLE_SECONDS`` without work (a model swapped out by hot reload
-leaves no thread behind).
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -34,8 +31,6 @@ import numpy as np
 
 from service.bundle.manifest import ModelSpec
 from service.bundle.predictor import Predictor
-
-IDLE_SECONDS = 30.0
 
 # (requests, series, seconds each request waited in the queue) of one model call
 BatchObserver = Callable[[int, int, list[float]], None]
@@ -66,11 +61,11 @@ class BatchingPredictor:
             raise ValueError("a batch of at most one series gathers nothing: use the predictor itself")
         self.inner = inner
         self.max_size = max_size
-        self.max_delay = max_delay  # seconds to wait for more once the queue is empty
+        self.max_delay = max_delay  # seconds a call that is not full waits for more
         self._observe = observe
-        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._pending: list[_Job] = []
+        self._running = False  # a leader is gathering or running a batch
+        self._cond = threading.Condition()
 
     @property
     def spec(self) -> ModelSpec:
@@ -89,48 +84,41 @@ class BatchingPredictor:
         if len(x) >= self.max_size:  # a batch already: nothing to gain by waiting for others
             return _run(self.inner, x, bounds)
         job = _Job(np.ascontiguousarray(x, dtype=np.float32), bounds)
-        self._queue.put(job)
-        self._ensure_thread()
-        job.done.wait()
+        with self._cond:
+            self._pending.append(job)
+            if self._running and self.max_delay > 0:
+                self._cond.notify_all()  # a leader waiting for company counts this one
+            while not job.done.is_set():
+                if self._running:
+                    self._cond.wait()  # a leader runs: it takes this job, or hands over after
+                    continue
+                # No batch is running: this thread leads the next one, with every job waiting.
+                self._running = True
+                jobs = self._gather()
+                self._cond.release()
+                try:
+                    self._serve(jobs)
+                finally:
+                    self._cond.acquire()
+                    self._running = False
+                    self._cond.notify_all()
         if job.error is not None:
             raise job.error
         assert job.y is not None
         return job.y, job.learned
 
-    def _ensure_thread(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="seqcast-batcher", daemon=True)
-                self._thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            try:
-                first = self._queue.get(timeout=IDLE_SECONDS)
-            except queue.Empty:
-                with self._lock:
-                    if self._queue.empty():  # a job put after the timeout restarts a thread if needed
-                        self._thread = None
-                        return
-                continue
-            self._serve(self._gather(first))
-
-    def _gather(self, first: _Job) -> list[_Job]:
-        """``first`` and every job waiting behind it, up to ``max_size`` series; then, if the batch
-        is not full, more that arrive within ``max_delay``."""
-        jobs, size = [first], len(first.x)
+    def _gather(self) -> list[_Job]:
+        """The waiting jobs, oldest first, up to ``max_size`` series (at least one job); if that is
+        not full, more that arrive within ``max_delay``. Called holding the condition's lock."""
         deadline = time.perf_counter() + self.max_delay
-        while size < self.max_size:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    break
-                try:
-                    job = self._queue.get(timeout=left)
-                except queue.Empty:
-                    break
+        while self.max_delay > 0 and sum(len(j.x) for j in self._pending) < self.max_size:
+            left = deadline - time.perf_counter()
+            if left <= 0 or not self._cond.wait(left):
+                break
+        jobs: list[_Job] = []
+        size = 0
+        while self._pending and (not jobs or size + len(self._pending[0].x) <= self.max_size):
+            job = self._pending.pop(0)
             jobs.append(job)
             size += len(job.x)
         return jobs

@@ -37,6 +37,7 @@ NOT_RUN: tuple[tuple[str, str], ...] = (
     (r"\bbench/|\bwrk\b|\bmake bench|\bst run\b", "a benchmark: minutes of load on a quiet machine"),
     (r"\b(apt-get|pip install)\b", "installs software"),
     (r"\bgit clone\b", "needs the network"),
+    (r"\btorchrun\b", "starts several training processes (tests/test_distributed.py runs it)"),
 )
 
 # The first line of a shown-only block must not look like one of these commands.

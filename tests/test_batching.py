@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service import batching
 from service.app import create_app
 from service.batching import BatchingPredictor
 from service.bundle.manifest import ModelSpec, NetworkSpec
@@ -136,19 +135,6 @@ def test_max_delay_gathers_requests_that_arrive_within_it():
         second = pool.submit(batcher.predict, xs[1])
         first.result(), second.result()
     assert inner.calls == [(2, False)]
-
-
-def test_the_batcher_thread_ends_when_idle_and_starts_again(monkeypatch):
-    monkeypatch.setattr(batching, "IDLE_SECONDS", 0.05)
-    inner = Slow(seconds=0.0)
-    batcher = BatchingPredictor(inner, max_size=8)
-    x = inputs(1)[0]
-    batcher.predict(x)
-    thread = batcher._thread
-    assert thread is not None
-    thread.join(timeout=2)
-    assert not thread.is_alive()
-    np.testing.assert_allclose(batcher.predict(x), expected(x), rtol=1e-6)
 
 
 def test_batching_needs_threads(tmp_path: Path):

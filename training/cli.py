@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from training import manage
+from training import distributed, manage
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -129,7 +130,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training.recipe import verdict
 
     cfg = load_config(args.config, _overrides(args))
-    run = train_run(cfg)
+    if distributed.launched():  # torchrun: every rank trains, rank 0 alone exports and publishes
+        if cfg.model is None:
+            raise ValueError(
+                "torchrun trains a hand-written [model] with DistributedDataParallel; the automatic "
+                "recipe trains its candidates side by side in one process: run it without torchrun"
+            )
+        distributed.init(cfg.machine.device)
+    try:
+        run = train_run(cfg)
+    finally:
+        if not distributed.is_main():
+            distributed.shutdown()
+    if not distributed.is_main():
+        return 0
+    distributed.shutdown()
     exported = export_run(run)
     metrics = exported.manifest.metrics
     assert metrics is not None  # export_run scores the test split
@@ -263,8 +278,9 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    quiet = getattr(args, "quiet", False) or int(os.environ.get("RANK", "0")) > 0  # torchrun: rank 0 logs
     logging.basicConfig(
-        level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
+        level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from service.bundle.store import StoreError

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from service.bundle.manifest import DAMPING_GRID
+from training import distributed
 from training.config import MachineConfig, TrainConfig
 from training.models import Forecaster, Model
 from training.windows import Windows
@@ -67,8 +68,21 @@ def pick_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("machine.device='cuda' but no CUDA device is available")
     if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
+        return distributed.local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    return distributed.local_device(torch.device(choice))
+
+
+class _TrainStep(nn.Module):
+    """One training step's loss as a module's forward, so DistributedDataParallel, which hooks
+    ``forward``, sees it (the model's own forward is its forecast, not its training loss)."""
+
+    def __init__(self, model: Model, loss_fn) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return _scaled_loss(self.model, self.loss_fn, x, y, teacher=True)
 
 
 def _scaled_loss(
@@ -147,6 +161,11 @@ def choose_base_damping(model: Forecaster, loss_fn, x: torch.Tensor, y: torch.Te
     return best
 
 
+def _validate(model: Model, loss_fn, xv: torch.Tensor, yv: torch.Tensor, rank: int) -> float:
+    """The validation loss, computed by rank 0 and broadcast to every rank (``training.distributed``)."""
+    return distributed.broadcast(evaluate_loss(model, loss_fn, xv, yv) if rank == 0 else 0.0)
+
+
 def fit(
     model: Model, train: Windows, val: Windows, cfg: TrainConfig, machine: MachineConfig | None = None
 ) -> TrainResult:
@@ -178,6 +197,12 @@ def fit(
         result.best_val = evaluate_loss(model, loss_fn, xv, yv)
         log.info("no trainable weights (the base alone): val %.4f", result.best_val)
         return result
+    rank, ranks = distributed.world()
+    step: nn.Module = _TrainStep(model, loss_fn)
+    if ranks > 1:  # gradients averaged over the ranks (training.distributed)
+        step = nn.parallel.DistributedDataParallel(
+            step, device_ids=[device] if device.type == "cuda" else None
+        )
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience)
     best_state = copy.deepcopy(model.state_dict())
@@ -185,7 +210,7 @@ def fit(
     start = time.perf_counter()
     if cfg.validate_initial:
         # "Epoch 0": the initial weights compete too (with model.base_lag they are the seasonal base).
-        result.best_val = evaluate_loss(model, loss_fn, xv, yv)
+        result.best_val = _validate(model, loss_fn, xv, yv, rank)
         log.info("epoch 0 (initial weights) val %.4f", result.best_val)
     bar = tqdm(
         range(1, cfg.epochs + 1),
@@ -201,22 +226,31 @@ def fit(
         running = 0.0
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
+            weight = 1.0
+            if ranks > 1:
+                if len(idx) < ranks:  # a rank would have no window to train on
+                    continue
+                # this rank's share of the batch, its loss weighted by the share's size: DDP's mean
+                # over the ranks is then the whole batch's mean loss
+                share = idx[rank::ranks]
+                weight = len(share) * ranks / len(idx)
+                idx = share
             xb = xt[idx]
             if window.min_length < window.length:
                 # generation from a short context: each batch sees the last `keep` steps only,
                 # any length the model promises to forecast from (window.min_history)
                 keep = int(torch.randint(window.min_length, window.length + 1, (1,), generator=gen))
                 xb = xb[:, -keep:]
-            loss = _scaled_loss(model, loss_fn, xb, yt[idx], teacher=True)
+            loss = step(xb, yt[idx])
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * weight if weight != 1.0 else loss).backward()
             if cfg.clip_norm:  # 0 or None: off
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
             opt.step()
             running += loss.item() * len(idx)
             result.steps += 1
-        train_loss = running / len(xt)
-        val_loss = evaluate_loss(model, loss_fn, xv, yv)
+        train_loss = running / len(xt) * ranks  # this rank's share of the windows
+        val_loss = _validate(model, loss_fn, xv, yv, rank)
         sched.step(val_loss)
         lr = opt.param_groups[0]["lr"]
         improved = val_loss < result.best_val - 1e-7
