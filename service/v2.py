@@ -190,7 +190,7 @@ def _read(tensor: RequestInput, meta: MetadataTensor, binary: bytes, offset: int
     if len(tensor.shape) != len(want) or any(
         w not in (-1, g) for w, g in zip(want, tensor.shape, strict=True)
     ):
-        shown = ", ".join("n" if w == -1 else str(w) for w in want)
+        shown = ", ".join(("batch", "time")[i] if w == -1 else str(w) for i, w in enumerate(want))
         raise BadInfer(f"input {tensor.name!r}: shape must be [{shown}], got {tensor.shape}")
     count = int(np.prod(tensor.shape))
     size = (tensor.parameters or {}).get("binary_data_size")

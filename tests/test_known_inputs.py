@@ -355,7 +355,7 @@ def test_v2_takes_the_future_values_as_a_second_input(served_future):
         "inputs": [request["inputs"][0], {**request["inputs"][1], "shape": [1, 3, 2], "data": [1.0] * 6}]
     }
     bad = client.post("/v2/models/demand/infer", json=short)
-    assert bad.status_code == 400 and "'future': shape must be [n, 7, 2]" in bad.get_json()["error"]
+    assert bad.status_code == 400 and "'future': shape must be [batch, 7, 2]" in bad.get_json()["error"]
 
 
 def test_v2_takes_a_calendar_models_own_graph_input(served):

@@ -137,14 +137,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "recipe trains its candidates side by side in one process: run it without torchrun"
             )
         distributed.init(cfg.machine.device)
+    main = distributed.is_main()  # before shutdown: a rank alone is rank 0 of one
     try:
         run = train_run(cfg)
     finally:
-        if not distributed.is_main():
-            distributed.shutdown()
-    if not distributed.is_main():
+        distributed.shutdown()  # every collective is behind: the rest is rank 0's alone
+    if not main:
         return 0
-    distributed.shutdown()
     exported = export_run(run)
     metrics = exported.manifest.metrics
     assert metrics is not None  # export_run scores the test split
