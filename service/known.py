@@ -24,10 +24,6 @@ from service.bundle.manifest import ModelSpec
 from service.bundle.timeindex import Frequency
 from service.values import NUMBER_TYPES, BadValues, as_float32, describe, numbers_array
 
-# The calendar rows of one series depend on its last timestamp alone: a batch of series sent
-# for the same day computes them once.
-_calendar_cache = functools.lru_cache(maxsize=256)
-
 
 class BadFuture(Exception):
     """One problem with one series' known inputs: a location below ``series[i]`` and a message."""
@@ -121,11 +117,13 @@ def calendar_rows(spec: ModelSpec, freq: Frequency, last: datetime) -> np.ndarra
     """float32 ``(length + horizon, columns)``: the calendar of the window's ``length`` steps
     ending at ``last`` and of the ``horizon`` steps after it."""
     assert spec.known is not None
-    return _calendar(tuple(spec.known.calendar), spec.known.holidays, freq, last, spec.input_window.length,
-                     spec.horizon)  # fmt: skip
+    known, window = spec.known, spec.input_window.length
+    return _calendar(tuple(known.calendar), known.holidays, freq, last, window, spec.horizon)
 
 
-@_calendar_cache
+# The calendar rows of one series depend on its last timestamp alone: a batch of series sent
+# for the same day computes them once.
+@functools.lru_cache(maxsize=256)
 def _calendar(
     names: tuple[str, ...], country: str | None, freq: Frequency, last: datetime, length: int, horizon: int
 ) -> np.ndarray:
