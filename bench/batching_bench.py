@@ -30,11 +30,8 @@ import json
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.serve_bench import LUA, Server, free_port, series, wrk  # noqa: E402
+from bench.serve_bench import LUA, Process, Server, free_port, series, wrk  # noqa: E402
 from service.bundle import intervals, store  # noqa: E402
 from service.bundle.manifest import DataInfo, Manifest  # noqa: E402
 from service.settings import usable_cores  # noqa: E402
@@ -84,17 +81,19 @@ def build(model_dir: Path, name: str, hidden: int, window: int, horizon: int) ->
     return store.publish(model_dir, manifest, onnx_bytes)
 
 
-class MLServer:
+class MLServer(Process):
     """``mlserver start`` on a folder holding both models, with adaptive batching."""
+
+    group_stop = True  # its parallel workers are processes of their own
+    request_timeout = 5.0  # the first inference loads the model in every worker
 
     def __init__(self, work: Path, bundles: dict[str, Path], workers: int, log: Path) -> None:
         folder = work / "mlserver"
         folder.mkdir()
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        port = free_port()
         shutil.copy(ROOT / "bench" / "peers" / "mlserver" / "runtime.py", folder / "runtime.py")
         settings = {
-            "http_port": self.port,
+            "http_port": port,
             "grpc_port": free_port(),
             "metrics_port": free_port(),
             "host": "127.0.0.1",
@@ -114,42 +113,7 @@ class MLServer:
                 "max_batch_time": MLSERVER_DELAY_S,
             }
             (folder / name / "model-settings.json").write_text(json.dumps(model))
-        self._log = open(log, "ab")
-        self.proc = subprocess.Popen(
-            [str(PEERS / "mlserver"), "start", str(folder)],
-            cwd=folder,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def wait(self, path: str, body: bytes | None = None, timeout: float = 120) -> None:
-        deadline = time.perf_counter() + timeout
-        while time.perf_counter() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlserver exited with {self.proc.returncode}")
-            try:
-                req = urllib.request.Request(
-                    self.base + path, data=body, headers={"Content-Type": "application/json"} if body else {}
-                )
-                with urllib.request.urlopen(req, timeout=5) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"mlserver {path} not answering after {timeout}s")
-
-    def stop(self) -> None:
-        import os
-
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
+        super().__init__([str(PEERS / "mlserver"), "start", str(folder)], folder, None, log, port)
 
 
 def v2_body(window: int) -> bytes:
@@ -198,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "SEQCAST_BATCH_MAX_DELAY_MS": "0",
     }
     batched = Server("service:create_app()", batched_env, work / "batched.log")
-    servers: dict[str, object] = {"Seqcast": plain, "Seqcast, batching": batched}
+    servers: dict[str, Process] = {"Seqcast": plain, "Seqcast, batching": batched}
     mlserver = None
     if not args.no_mlserver:
         mlserver = MLServer(work, bundles, cores, work / "mlserver.log")
@@ -207,9 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in chosen:
         for c in args.connections:
             for label, server in servers.items():
-                phases.append((name, label, c, f"{server.base}/v2/models/{name}/infer", "v2"))  # type: ignore[attr-defined]
+                phases.append((name, label, c, f"{server.base}/v2/models/{name}/infer", "v2"))
             for label in ("Seqcast", "Seqcast, batching"):
-                url = f"{servers[label].base}/v1/models/{name}/forecast"  # type: ignore[attr-defined]
+                url = f"{servers[label].base}/v1/models/{name}/forecast"
                 phases.append((name, f"{label} (/v1)", c, url, "v1"))
     results: dict[tuple[str, str, int], list[dict[str, float]]] = {p[:3]: [] for p in phases}
     started = datetime.now(UTC)
@@ -218,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         batched.wait("/readyz")
         if mlserver is not None:
             for name in chosen:
-                mlserver.wait(f"/v2/models/{name}/infer", bodies[name, "v2"].read_bytes())
+                mlserver.wait(f"/v2/models/{name}/infer", bodies[name, "v2"].read_bytes(), timeout=120)
         for model, _, c, url, kind in phases:  # warm-up, discarded
             wrk(url, 2, c, bodies[model, kind], lua)
         for r in range(args.rounds):
@@ -227,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {r + 1}: {model} {label} c{c}: {results[model, label, c][-1]}", flush=True)
     finally:
         for server in servers.values():
-            server.stop()  # type: ignore[attr-defined]
+            server.stop()
     print(report(results, args, started, cores, list(chosen)))
     return 0
 

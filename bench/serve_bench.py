@@ -286,23 +286,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Server:
-    """gunicorn with the repo config on a free port; stopped with SIGTERM."""
+class Process:
+    """A server process listening on ``port``, in a session of its own, its output in ``log``."""
 
-    def __init__(self, app: str, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
+    group_stop = False  # SIGTERM the whole process group (servers that run workers of their own)
+    request_timeout = 2.0  # seconds for one readiness request
+
+    def __init__(
+        self, command: list[str], cwd: Path, env: dict[str, str] | None, log: Path, port: int
+    ) -> None:
+        self.port = port
         self.base = f"http://127.0.0.1:{self.port}"
-        full = {k: v for k, v in os.environ.items() if not k.startswith(("SEQCAST_", "PROMETHEUS_"))}
-        full |= env | {"SEQCAST_BIND": f"127.0.0.1:{self.port}"}
         self.started = time.perf_counter()
         self._log = open(log, "ab")
         self.proc = subprocess.Popen(
-            [str(GUNICORN), "-c", "service/gunicorn.conf.py", app],
-            cwd=ROOT,
-            env=full,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def wait(self, path: str, body: bytes | None = None, timeout: float = 30) -> float:
@@ -310,17 +308,40 @@ class Server:
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}")
+                raise RuntimeError(f"{self.base} exited with {self.proc.returncode}")
             try:
                 req = urllib.request.Request(
                     self.base + path, data=body, headers={"Content-Type": "application/json"} if body else {}
                 )
-                with urllib.request.urlopen(req, timeout=2) as r:
+                with urllib.request.urlopen(req, timeout=self.request_timeout) as r:
                     if r.status == 200:
                         return time.perf_counter() - self.started
             except OSError:
                 time.sleep(0.005)
         raise RuntimeError(f"{self.base}{path} not answering after {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            if self.group_stop:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            else:
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+
+
+class Server(Process):
+    """gunicorn with the repo config on a free port; stopped with SIGTERM."""
+
+    def __init__(self, app: str, env: dict[str, str], log: Path) -> None:
+        port = free_port()
+        full = {k: v for k, v in os.environ.items() if not k.startswith(("SEQCAST_", "PROMETHEUS_"))}
+        full |= env | {"SEQCAST_BIND": f"127.0.0.1:{port}"}
+        super().__init__([str(GUNICORN), "-c", "service/gunicorn.conf.py", app], ROOT, full, log, port)
 
     def worker_rss_mib(self) -> list[float]:
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
@@ -329,16 +350,6 @@ class Server:
             status = Path(f"/proc/{pid}/status").read_text()
             out.append(int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024)  # type: ignore[union-attr]
         return out
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}

@@ -88,7 +88,7 @@ class Dataset:
     def inputs(self, horizon: int) -> list[str]:
         """The model's input columns (``ModelSpec.features``) for a ``horizon``: ``now``, then the
         known inputs' columns read ``horizon`` steps ahead."""
-        return self.now + ([] if self.known is None else [f"{c}+{horizon}" for c in self.known.columns])
+        return self.now + ([] if self.known is None else self.known.ahead(horizon))
 
     @property
     def features(self) -> list[str]:

@@ -548,9 +548,7 @@ def model_spec(
     inputs add their columns read ahead (``ModelSpec.lead``)."""
     dynamic = network.head != "mlp"
     shortest = length if min_length is None else min_length
-    lead = (
-        [] if known is None else calendar.columns(known.calendar) + [f"{c}+{horizon}" for c in known.columns]
-    )
+    lead = [] if known is None else calendar.columns(known.calendar) + known.ahead(horizon)
     return ModelSpec(
         network=network,
         input_window=InputWindow(length=length, min_length=shortest, max_length=None if dynamic else length),

@@ -39,6 +39,7 @@ graph.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -457,13 +458,17 @@ class Combination:
         return np.asarray(out)
 
     def with_known(
-        self, spec: ModelSpec, train: Windows, mean: np.ndarray, std: np.ndarray, penalty: float
-    ) -> Combination:
-        """This combination and the effect of the known inputs on it, fitted on ``train``."""
+        self, spec: ModelSpec, train: Windows, mean: np.ndarray, std: np.ndarray, penalties: Sequence[float]
+    ) -> list[Combination]:
+        """This combination and the effect of the known inputs on it, fitted on ``train`` with each
+        ridge penalty (the base's errors and the deltas computed once for all of them)."""
         nt = len(spec.targets)
         error = (train.y - self.forecast(train.x, nt)) / known.window_scale(train.x, nt)
-        weight = known.fit(known.deltas(train.x, spec, self.matrix, mean, std), error, penalty)
-        return Combination(self.parts, self.matrices, KnownEffect(spec, mean, std, weight, penalty))
+        d = known.deltas(train.x, spec, self.matrix, mean, std)
+        return [
+            Combination(self.parts, self.matrices, KnownEffect(spec, mean, std, known.fit(d, error, p), p))
+            for p in penalties
+        ]
 
     def refit(self, windows: Windows, length: int, horizon: int, lags: list[int]) -> Combination:
         """The same parts, the ridge ones fitted again on ``windows`` (raw)."""
@@ -479,7 +484,7 @@ class Combination:
             return refitted
         # the known inputs' effect on the refitted base, on the same windows, with the same penalty
         k = self.known
-        return refitted.with_known(k.spec, _sample(windows, known.MAX_WINDOWS), k.mean, k.std, k.penalty)
+        return refitted.with_known(k.spec, _sample(windows, known.MAX_WINDOWS), k.mean, k.std, [k.penalty])[0]
 
     def install(self, model: Forecaster) -> None:
         """Put the base into a model built with ``base=self.name, log_share=self.log_share``."""
@@ -654,8 +659,7 @@ def _with_known(
     spec = spec_for(NetworkSpec(head="none", base="known"), ds, length, horizon)
     train = _sample(windows["train"], known.MAX_WINDOWS)
     found: list[tuple[Scored, Combination]] = []
-    for penalty in known.PENALTIES:
-        candidate = combination.with_known(spec, train, mean, std, penalty)
+    for candidate in combination.with_known(spec, train, mean, std, known.PENALTIES):
         forecast = candidate.forecast(windows["val"].x, len(ds.targets))
         found.append((Scored(candidate.name, "combination", val.score(candidate.name, forecast)), candidate))
     scored += [s for s, _ in found]

@@ -292,6 +292,10 @@ class Known(_Strict):
         """The known inputs' columns: the future columns, then the calendar's."""
         return self.future + calendar.columns(self.calendar)
 
+    def ahead(self, horizon: int) -> list[str]:
+        """The graph's names of ``columns`` read ``horizon`` steps ahead: ``WorkDay+14``."""
+        return [f"{c}+{horizon}" for c in self.columns]
+
 
 class ModelSpec(_Strict):
     """Everything that describes the model in a bundle; the torch model carries it as ``.spec``."""
@@ -369,7 +373,7 @@ class ModelSpec(_Strict):
     @property
     def lead(self) -> list[str]:
         """The graph's columns of inputs known in advance, each ``horizon`` steps ahead of its row."""
-        return [] if self.known is None else [f"{c}+{self.horizon}" for c in self.known.columns]
+        return [] if self.known is None else self.known.ahead(self.horizon)
 
     @property
     def sent(self) -> list[str]:
