@@ -38,6 +38,7 @@ NOT_RUN: tuple[tuple[str, str], ...] = (
     (r"\b(apt-get|pip install)\b", "installs software"),
     (r"\bgit clone\b", "needs the network"),
     (r"\btorchrun\b", "starts several training processes (tests/test_distributed.py runs it)"),
+    (r"--device cuda\b", "needs a CUDA GPU (bench/gpu_check.sh runs the GPU checks)"),
 )
 
 # The first line of a shown-only block must not look like one of these commands.

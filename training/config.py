@@ -195,6 +195,20 @@ class MachineConfig(_Section):
         "LSTM) side by side, each on `threads` threads: same weights as one after the other, in the "
         "time of the slower (CPU only). 1: one after the other. None: as many as the cores allow",
     )
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32",
+        description="the forward pass's precision in training: bf16 autocasts it (weights, optimiser "
+        "and gradients stay float32, so the exported model is float32). GPUs only (Ampere and "
+        "newer); on the CPU a warning and float32",
+    )
+    cuda_graph: bool = Field(
+        default=True,
+        description="on a GPU, capture the whole training step (forward, backward, clipping, Adam) "
+        "in one CUDA graph and replay it: small recurrent networks are launch-bound, and this "
+        "makes their steps several times faster. Every batch is then full (an epoch's last "
+        "ragged batch is dropped). Not with torchrun or generation from a short context; a "
+        "failed capture falls back to eager steps",
+    )
     progress: bool = Field(default=True, description="a progress bar on a terminal")
 
 

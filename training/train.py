@@ -9,6 +9,7 @@ the loop within a few percent of a bare PyTorch loop (``bench/train_speed.py``).
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import random
 import sys
@@ -21,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from service.bundle.manifest import DAMPING_GRID
-from training import distributed
+from training import distributed, steps
 from training.config import MachineConfig, TrainConfig
 from training.models import Forecaster, Model
 from training.windows import Windows
@@ -72,6 +73,14 @@ def pick_device(choice: str) -> torch.device:
     return distributed.local_device(torch.device(choice))
 
 
+def use_graph(device: torch.device, machine: MachineConfig, ranks: int, ragged: bool) -> bool:
+    """Whether ``fit`` captures its step in a CUDA graph (``training.steps``): on a GPU, when
+    ``machine.cuda_graph`` allows, in one process (DDP's hooks are not captured here), and with
+    batches of one window length (``ragged``: generation from a short context cuts each batch
+    to a random length)."""
+    return device.type == "cuda" and machine.cuda_graph and ranks == 1 and not ragged
+
+
 class _TrainStep(nn.Module):
     """One training step's loss as a module's forward, so DistributedDataParallel, which hooks
     ``forward``, sees it (the model's own forward is its forecast, not its training loss)."""
@@ -104,14 +113,21 @@ def _scaled_loss(
         return loss_fn(yn, (y - loc) / scale)
     yn, learned, loc, scale = model.forward_scaled_bounds(x)
     target = (y - loc) / scale
-    return loss_fn(yn, target) + pinball(learned, target, quantile_probabilities(levels))
+    tau = _probabilities(tuple(levels), learned.device)
+    return loss_fn(yn, target) + pinball(learned.float(), target, tau)  # bf16 bounds: fp32 loss
 
 
-def quantile_probabilities(levels: list[float]) -> torch.Tensor:
+def quantile_probabilities(levels: list[float], device: torch.device | str = "cpu") -> torch.Tensor:
     """``(2, levels, 1, 1, 1)``: the probability below each bound of each central interval, e.g.
     80 -> 0.1 (lower) and 0.9 (upper)."""
+    return _probabilities(tuple(levels), torch.device(device)).clone()
+
+
+@functools.lru_cache(maxsize=16)
+def _probabilities(levels: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    # Cached per device: a copy from the host inside a captured CUDA graph step is not allowed.
     tail = (1 - torch.tensor(levels, dtype=torch.float32) / 100) / 2
-    return torch.stack([tail, 1 - tail]).reshape(2, len(levels), 1, 1, 1)
+    return torch.stack([tail, 1 - tail]).reshape(2, len(levels), 1, 1, 1).to(device)
 
 
 def pinball(bounds: torch.Tensor, y: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
@@ -203,8 +219,19 @@ def fit(
         step = nn.parallel.DistributedDataParallel(
             step, device_ids=[device] if device.type == "cuda" else None
         )
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    window = model.spec.input_window
+    precision = machine.precision
+    if precision == "bf16" and device.type != "cuda":
+        # oneDNN's LSTM refuses bfloat16 on CPUs without bf16 instructions, and gains little on others
+        log.warning("machine.precision bf16 is for GPUs: training on the %s in float32", device.type)
+        precision = "fp32"
+    graph = use_graph(device, machine, ranks, window.min_length < window.length)
+    params = list(model.parameters())
+    opt = steps.adam(params, cfg.lr, cfg.weight_decay, device, graph)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience)
+    stepper = (steps.GraphStep if graph else steps.EagerStep)(
+        step, params, opt, cfg.clip_norm, precision, device
+    )
     best_state = copy.deepcopy(model.state_dict())
     since_best = 0
     start = time.perf_counter()
@@ -219,13 +246,12 @@ def fit(
         leave=False,
         disable=not (machine.progress and sys.stderr.isatty()),
     )
-    window = model.spec.input_window
     for epoch in bar:
         model.train()
         order = torch.randperm(len(xt), generator=gen).to(device)
-        running = 0.0
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
+        running = torch.zeros((), device=device)  # summed on the device: no host sync per step
+        seen = 0
+        for idx in steps.batches(order, cfg.batch_size, static=graph):
             weight = 1.0
             if ranks > 1:
                 if len(idx) < ranks:  # a rank would have no window to train on
@@ -241,15 +267,10 @@ def fit(
                 # any length the model promises to forecast from (window.min_history)
                 keep = int(torch.randint(window.min_length, window.length + 1, (1,), generator=gen))
                 xb = xb[:, -keep:]
-            loss = step(xb, yt[idx])
-            opt.zero_grad(set_to_none=True)
-            (loss * weight if weight != 1.0 else loss).backward()
-            if cfg.clip_norm:  # 0 or None: off
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
-            opt.step()
-            running += loss.item() * len(idx)
+            running += stepper(xb, yt[idx], weight) * len(idx)
+            seen += len(idx)
             result.steps += 1
-        train_loss = running / len(xt) * ranks  # this rank's share of the windows
+        train_loss = float(running) / max(seen, 1)  # this rank's windows (a graph drops a ragged batch)
         val_loss = _validate(model, loss_fn, xv, yv, rank)
         sched.step(val_loss)
         lr = opt.param_groups[0]["lr"]

@@ -1,0 +1,158 @@
+"""One optimiser step of the training loop: eager, or the whole step captured in a CUDA graph.
+
+A small recurrent network on a GPU is launch-bound: an LSTM 2x64 at batch 256
+spends most of an eager step launching a few hundred small kernels (forward,
+backward, clipping, Adam), each one waiting on Python. A CUDA graph records
+the step's kernels once and replays them with one launch, which is PyTorch's
+documented "whole network capture":
+https://pytorch.org/docs/stable/notes/cuda.html#whole-network-capture
+
+What capture needs, and how ``fit`` provides it:
+
+- static shapes: every batch has ``batch`` windows (the last ragged batch of an
+  epoch is dropped; the order is reshuffled each epoch, so no window is left
+  out for good) and the same window length (not for generation from a short
+  context, whose batches are cut to random lengths);
+- static memory: batches are copied into the same two input tensors; the
+  gradients live in the graph's own memory pool (``zero_grad(set_to_none)``
+  before the capture, never between replays);
+- no host synchronisation inside the step: Adam with ``capturable=True`` and
+  its learning rate as a tensor on the device (ReduceLROnPlateau fills it in
+  place, so the captured step sees each new rate); the running loss is summed
+  on the device and read once per epoch;
+- warm-up: a few eager steps on a side stream before the capture (lazy cuDNN
+  and optimiser state), which are real training steps on real batches.
+
+If the capture fails (an operation that synchronises, a library that cannot be
+captured), the step says so in the log and keeps training eagerly: the result
+is the same, only slower. ``bf16`` runs the forward pass and the loss under
+``torch.autocast``; the weights, Adam's state and the gradients stay float32,
+so validation, export and ONNX parity are those of a float32 model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+log = logging.getLogger("seqcast.train")
+
+# Eager steps before the capture: the docs' example uses 3 (cuDNN and Adam allocate lazily).
+WARMUP_STEPS = 3
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The forward pass's precision: ``bf16`` autocasts matrix products and recurrent cells."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def batches(order: torch.Tensor, batch: int, static: bool) -> Iterator[torch.Tensor]:
+    """Slices of ``order`` of ``batch`` indices; ``static``: only full ones (a CUDA graph's
+    shapes are fixed), and the whole order as one batch when it is shorter than ``batch``."""
+    n = len(order)
+    if static:
+        batch = min(batch, n)
+        n -= n % batch
+    for i in range(0, n, batch):
+        yield order[i : i + batch]
+
+
+def adam(params: list[nn.Parameter], lr: float, weight_decay: float, device: torch.device, graph: bool):
+    """Adam; for a captured step ``capturable`` with its learning rate as a device tensor, so the
+    step never reads a host value and a schedule's new rate reaches the replayed graph."""
+    if graph:
+        rate = torch.tensor(lr, dtype=torch.float32, device=device)
+        return torch.optim.Adam(params, lr=rate, weight_decay=weight_decay, capturable=True)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+class EagerStep:
+    """forward, loss, backward, clipping, Adam: one batch, kernels launched one by one.
+
+    ``loss_of(x, y)`` -> scalar loss tensor; ``weight`` scales the gradient (a DDP rank's
+    share of the batch) but not the returned loss."""
+
+    def __init__(
+        self,
+        loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        params: list[nn.Parameter],
+        opt: torch.optim.Optimizer,
+        clip_norm: float | None,
+        precision: str,
+        device: torch.device,
+    ) -> None:
+        self.loss_of, self.params, self.opt, self.clip_norm = loss_of, params, opt, clip_norm
+        self.precision, self.device = precision, device
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+        with autocast(self.device, self.precision):
+            loss = self.loss_of(x, y)
+        self.opt.zero_grad(set_to_none=True)
+        (loss * weight if weight != 1.0 else loss).backward()
+        if self.clip_norm:  # 0 or None: off
+            nn.utils.clip_grad_norm_(self.params, self.clip_norm)
+        self.opt.step()
+        return loss.detach().float()
+
+
+class GraphStep(EagerStep):
+    """The same step, captured in one CUDA graph after ``WARMUP_STEPS`` eager ones and replayed.
+
+    Inputs must keep one shape (``batches(..., static=True)``). Falls back to eager steps for
+    good if the capture raises."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.failed = False
+        self.done = 0
+        self.static: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.static_loss: torch.Tensor | None = None
+        self.side = torch.cuda.Stream(device=self.device)
+
+    @property
+    def captured(self) -> bool:
+        return self.graph is not None
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+        if self.failed:
+            return super().__call__(x, y, weight)
+        if self.graph is None and self.done < WARMUP_STEPS:
+            # warm-up on a side stream, as capture requires of the ops it records
+            self.side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self.side):
+                loss = super().__call__(x, y, weight)
+            torch.cuda.current_stream(self.device).wait_stream(self.side)
+            self.done += 1
+            return loss
+        if self.graph is None:
+            self._capture(x, y)
+            if self.failed:
+                return super().__call__(x, y, weight)
+        assert self.graph is not None and self.static is not None and self.static_loss is not None
+        self.static[0].copy_(x)
+        self.static[1].copy_(y)
+        self.graph.replay()
+        return self.static_loss.clone()
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.static = (x.clone(), y.clone())
+        graph = torch.cuda.CUDAGraph()
+        self.opt.zero_grad(set_to_none=True)  # the gradients are then allocated in the graph's pool
+        try:
+            with torch.cuda.graph(graph):
+                self.static_loss = EagerStep.__call__(self, *self.static)
+        except Exception as err:  # noqa: BLE001 - any capture failure means: train eagerly
+            log.warning("CUDA graph capture failed, training eagerly (same result, slower): %s", err)
+            torch.cuda.synchronize(self.device)
+            self.opt.zero_grad(set_to_none=True)
+            self.failed = True
+            return
+        self.graph = graph
+        log.info("training step captured in a CUDA graph after %d eager steps", self.done)
