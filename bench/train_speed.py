@@ -67,7 +67,7 @@ def plain_loop(model, x, y, cfg, args_device: str = "cpu") -> int:
             loss = loss_fn(yn, (yb - loc) / scale)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.clip_norm is not None:
+            if cfg.clip_norm:  # 0 or None: off, as in fit
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
             opt.step()
             steps += 1
@@ -96,7 +96,7 @@ def plain_graph_loop(model, x, y, cfg, args_device: str = "cuda") -> int:
         loss = loss_fn(yn, (static_y - loc) / scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.clip_norm is not None:
+        if cfg.clip_norm:  # 0 or None: off, as in fit
             nn.utils.clip_grad_norm_(params, cfg.clip_norm)
         opt.step()
         return loss
@@ -225,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--profile", action="store_true", help="also time fit()'s extras and a step's parts")
     args = p.parse_args(argv)
+    if args.reference == "graph" and args.device != "cuda":
+        p.error("--reference graph needs --device cuda (a CUDA graph)")
 
     torch.set_num_threads(args.threads)
     cfg = Config.model_validate(

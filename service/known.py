@@ -137,16 +137,24 @@ def model_input(x: np.ndarray, future: np.ndarray, days: np.ndarray | None, spec
     """The graph's input for a batch: ``x`` ``(batch, length, sent)`` the histories cut to the
     window, ``future`` ``(batch, horizon, future columns)`` (``future_rows``), ``days``
     ``(batch, length + horizon, calendar columns)`` (``calendar_rows``; None without a calendar)
-    -> float32 ``(batch, length, features)``."""
+    -> float32 ``(batch, length, features)``: the sent columns and the calendar of each row, then
+    the future columns and the calendar ``horizon`` rows ahead (``ModelSpec.lead``)."""
     assert spec.known is not None
-    length, horizon = x.shape[1], spec.horizon
-    now = [x]
-    ahead = []
-    if spec.known.future:
-        start = len(spec.targets) + len(spec.covariates) - len(spec.known.future)
-        past = x[:, :, start : start + len(spec.known.future)]
-        ahead.append(np.concatenate([past, future], axis=1)[:, horizon:])
+    (batch, length, sent), horizon = x.shape, spec.horizon
+    n_future, n_days = len(spec.known.future), 0 if days is None else days.shape[2]
+    out = np.empty((batch, length, len(spec.features)), dtype=np.float32)
+    out[:, :, :sent] = x
+    col = sent
     if days is not None:
-        now.append(days[:, :length])
-        ahead.append(days[:, horizon:])
-    return np.ascontiguousarray(np.concatenate(now + ahead, axis=2), dtype=np.float32)
+        out[:, :, col : col + n_days] = days[:, :length]
+        col += n_days
+    if n_future:
+        # the known column's own past, then its future values: each row reads `horizon` ahead
+        start = sent - n_future
+        keep = length - horizon  # rows whose value ahead is still in the history
+        out[:, :keep, col : col + n_future] = x[:, horizon:, start:sent]
+        out[:, keep:, col : col + n_future] = future
+        col += n_future
+    if days is not None:
+        out[:, :, col : col + n_days] = days[:, horizon:]
+    return out

@@ -94,6 +94,22 @@ def test_calendar_features_of_dates():
     )
 
 
+def test_a_specs_column_lists_are_computed_once_and_again_for_a_changed_copy():
+    """The lists are cached on the frozen spec (the service reads them per request); a copy with
+    other fields must not keep the original's."""
+    network = NetworkSpec(cell="gru", hidden=4, head="direct")
+    spec = model_spec(network, ["y", "WorkDay"], ["y"], 14, 7, "D", known=Known(future=["WorkDay"]))
+    assert spec.lead is spec.lead and spec.sent == ["y", "WorkDay"] and spec.lead == ["WorkDay+7"]
+    other = model_spec(
+        network, ["y", "WorkDay"], ["y"], 14, 7, "D", known=Known(future=["WorkDay"], calendar=["dayofweek"])
+    )
+    copied = spec.model_copy(update={"known": other.known, "features": other.features})
+    assert copied.lead == other.lead == ["WorkDay+7", "dayofweek_sin+7", "dayofweek_cos+7"]
+    assert copied.sent == ["y", "WorkDay"] and copied.known is not None
+    assert copied.known.columns == ["WorkDay", "dayofweek_sin", "dayofweek_cos"]
+    assert spec.lead == ["WorkDay+7"]  # the original keeps its own
+
+
 @pytest.mark.parametrize(
     ("alias", "country", "expected"),
     [

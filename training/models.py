@@ -293,6 +293,12 @@ class Forecaster(nn.Module):
         self.turns = cfg.frame == "heading"
         # the known inputs: each one's column at the row's own step and its column read ahead
         self.known_now, self.known_lead = known_columns(spec)
+        # as index tensors on the model's device too: indexing by a Python list copies the list to
+        # the GPU and waits for it, which a CUDA graph cannot capture (training.steps)
+        self.now_index: torch.Tensor
+        self.lead_index: torch.Tensor
+        self.register_buffer("now_index", torch.tensor(self.known_now, dtype=torch.long), persistent=False)
+        self.register_buffer("lead_index", torch.tensor(self.known_lead, dtype=torch.long), persistent=False)
         self.scaler = Scaler(
             cfg.scaling,
             n_features,
@@ -413,8 +419,8 @@ class Forecaster(nn.Module):
         the same for its square, times ``known_weight`` (``training.known``: a linear effect of the
         input passes through a linear base unchanged, so this is what the base misses)."""
         matrix = self.base_matrix
-        now = xn[:, -matrix.shape[1] :, self.known_now]  # (batch, length, known)
-        ahead = xn[:, -self.spec.horizon :, self.known_lead]  # (batch, horizon, known)
+        now = xn[:, -matrix.shape[1] :].index_select(2, self.now_index)  # (batch, length, known)
+        ahead = xn[:, -self.spec.horizon :].index_select(2, self.lead_index)  # (batch, horizon, known)
         deltas = torch.cat([ahead - matrix @ now, ahead * ahead - matrix @ (now * now)], dim=2)
         return deltas @ self.known_weight
 

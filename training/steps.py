@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from collections.abc import Callable, Iterator
 
 import torch
@@ -105,7 +106,8 @@ class GraphStep(EagerStep):
     """The same step, captured in one CUDA graph after ``WARMUP_STEPS`` eager ones and replayed.
 
     Inputs must keep one shape (``batches(..., static=True)``). Falls back to eager steps for
-    good if the capture raises."""
+    good if the last warm-up step synchronises with the host (``torch.cuda.set_sync_debug_mode``
+    finds it before a capture can fail on it) or the capture raises."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -121,38 +123,88 @@ class GraphStep(EagerStep):
         return self.graph is not None
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+        assert weight == 1.0, "a captured step trains in one process (no DDP share to weight)"
         if self.failed:
-            return super().__call__(x, y, weight)
+            return self._eager(x, y)
         if self.graph is None and self.done < WARMUP_STEPS:
-            # warm-up on a side stream, as capture requires of the ops it records
-            self.side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(self.side):
-                loss = super().__call__(x, y, weight)
-            torch.cuda.current_stream(self.device).wait_stream(self.side)
-            self.done += 1
-            return loss
+            return self._warm_up(x, y)
         if self.graph is None:
             self._capture(x, y)
             if self.failed:
-                return super().__call__(x, y, weight)
+                return self._eager(x, y)
         assert self.graph is not None and self.static is not None and self.static_loss is not None
         self.static[0].copy_(x)
         self.static[1].copy_(y)
         self.graph.replay()
         return self.static_loss.clone()
 
+    def _eager(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with warnings.catch_warnings():
+            # Adam warns when a capturable instance steps outside a graph: here that is meant
+            warnings.filterwarnings("ignore", "This instance was constructed with capturable=True")
+            return super().__call__(x, y)
+
+    def _warm_up(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """An eager step on the side stream, as capture requires of the ops it records; the last
+        one with host synchronisation an error, so a step that cannot be captured shows here."""
+        last = self.done == WARMUP_STEPS - 1
+        current = torch.cuda.current_stream(self.device)
+        self.side.wait_stream(current)
+        try:
+            with torch.cuda.stream(self.side):
+                if last:
+                    torch.cuda.set_sync_debug_mode("error")
+                try:
+                    loss = self._eager(x, y)
+                finally:
+                    torch.cuda.set_sync_debug_mode("default")
+        except RuntimeError as err:
+            self._give_up(err)
+            current.wait_stream(self.side)
+            return self._eager(x, y)
+        current.wait_stream(self.side)
+        self.done += 1
+        return loss
+
     def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
         self.static = (x.clone(), y.clone())
         graph = torch.cuda.CUDAGraph()
         self.opt.zero_grad(set_to_none=True)  # the gradients are then allocated in the graph's pool
+        current = torch.cuda.current_stream(self.device)
+        self.side.wait_stream(current)
         try:
-            with torch.cuda.graph(graph):
-                self.static_loss = EagerStep.__call__(self, *self.static)
-        except Exception as err:  # noqa: BLE001 - any capture failure means: train eagerly
-            log.warning("CUDA graph capture failed, training eagerly (same result, slower): %s", err)
-            torch.cuda.synchronize(self.device)
-            self.opt.zero_grad(set_to_none=True)
-            self.failed = True
+            # capture_begin/end by hand rather than `with torch.cuda.graph`, whose exit leaves the
+            # process on its side stream when ending the capture raises
+            with torch.cuda.stream(self.side):
+                graph.capture_begin()
+                try:
+                    self.static_loss = EagerStep.__call__(self, *self.static)
+                finally:
+                    graph.capture_end()
+        except RuntimeError as err:
+            current.wait_stream(self.side)
+            self._give_up(err)
             return
+        current.wait_stream(self.side)
         self.graph = graph
         log.info("training step captured in a CUDA graph after %d eager steps", self.done)
+
+    def _give_up(self, err: BaseException) -> None:
+        cause = f" (after: {err.__context__})" if err.__context__ is not None else ""
+        log.warning(
+            "cannot capture the training step in a CUDA graph, training eagerly (same result, slower): %s%s",
+            err,
+            cause,
+        )
+        torch.cuda.synchronize(self.device)
+        self.opt.zero_grad(set_to_none=True)
+        self.failed = True
+
+
+def rnn_autocast_dtype(device: torch.device) -> torch.dtype:
+    """The dtype a recurrent cell computes in under bf16 autocast on ``device``: cuDNN's autocast
+    wrapper has cast RNNs to float16 whatever the dtype asked, in some PyTorch versions, and
+    float16 without loss scaling can underflow; ``fit`` then trains in float32."""
+    cell = nn.LSTM(1, 1, batch_first=True).to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        return cell(torch.zeros(1, 1, 1, device=device))[0].dtype

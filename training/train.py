@@ -123,9 +123,10 @@ def quantile_probabilities(levels: list[float], device: torch.device | str = "cp
     return _probabilities(tuple(levels), torch.device(device)).clone()
 
 
-@functools.lru_cache(maxsize=16)
+@functools.cache
 def _probabilities(levels: tuple[float, ...], device: torch.device) -> torch.Tensor:
-    # Cached per device: a copy from the host inside a captured CUDA graph step is not allowed.
+    # Cached per device, for good: a copy from the host inside a captured CUDA graph step is not
+    # allowed, and a captured step reads the cached tensor's memory on every replay.
     tail = (1 - torch.tensor(levels, dtype=torch.float32) / 100) / 2
     return torch.stack([tail, 1 - tail]).reshape(2, len(levels), 1, 1, 1).to(device)
 
@@ -225,6 +226,11 @@ def fit(
         # oneDNN's LSTM refuses bfloat16 on CPUs without bf16 instructions, and gains little on others
         log.warning("machine.precision bf16 is for GPUs: training on the %s in float32", device.type)
         precision = "fp32"
+    elif precision == "bf16" and (dtype := steps.rnn_autocast_dtype(device)) != torch.bfloat16:
+        log.warning(
+            "this torch's cuDNN recurrent cells autocast to %s, not bfloat16: training in float32", dtype
+        )
+        precision = "fp32"
     graph = use_graph(device, machine, ranks, window.min_length < window.length)
     params = list(model.parameters())
     opt = steps.adam(params, cfg.lr, cfg.weight_decay, device, graph)
@@ -273,7 +279,7 @@ def fit(
         train_loss = float(running) / max(seen, 1)  # this rank's windows (a graph drops a ragged batch)
         val_loss = _validate(model, loss_fn, xv, yv, rank)
         sched.step(val_loss)
-        lr = opt.param_groups[0]["lr"]
+        lr = float(opt.param_groups[0]["lr"])  # a captured step's Adam holds it as a device tensor
         improved = val_loss < result.best_val - 1e-7
         if improved:
             result.best_val, result.best_epoch, since_best = val_loss, epoch, 0

@@ -17,10 +17,12 @@ without being listed anywhere else.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -42,7 +44,24 @@ def valid_name(text: str) -> bool:
 
 
 class _Strict(BaseModel):
+    """Frozen: a column list derived from the fields can be a ``functools.cached_property``,
+    computed once per spec instead of once per request."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        # pydantic copies the instance's __dict__, the cached values with it: a copy with other
+        # fields computes its own
+        copied = super().model_copy(update=update, deep=deep)
+        if update:
+            for name in _cached_names(type(self)):
+                copied.__dict__.pop(name, None)
+        return copied
+
+
+@functools.cache
+def _cached_names(cls: type) -> tuple[str, ...]:
+    return tuple(n for n in dir(cls) if isinstance(getattr(cls, n, None), cached_property))
 
 
 class InputWindow(_Strict):
@@ -287,7 +306,7 @@ class Known(_Strict):
             raise ValueError("the holiday feature and a holidays country go together")
         return self
 
-    @property
+    @cached_property
     def columns(self) -> list[str]:
         """The known inputs' columns: the future columns, then the calendar's."""
         return self.future + calendar.columns(self.calendar)
@@ -370,12 +389,12 @@ class ModelSpec(_Strict):
         if known.calendar and self.frequency is None:
             raise ValueError("calendar features need a known frequency (dated data)")
 
-    @property
+    @cached_property
     def lead(self) -> list[str]:
         """The graph's columns of inputs known in advance, each ``horizon`` steps ahead of its row."""
         return [] if self.known is None else self.known.ahead(self.horizon)
 
-    @property
+    @cached_property
     def sent(self) -> list[str]:
         """The columns of the history a client sends (``/v1`` values rows): the features but the
         calendar and the known inputs read ahead, which the service builds from ``future`` and
@@ -383,7 +402,7 @@ class ModelSpec(_Strict):
         built = len(self.lead) + (0 if self.known is None else len(calendar.columns(self.known.calendar)))
         return self.features[: len(self.features) - built]
 
-    @property
+    @cached_property
     def covariates(self) -> list[str]:
         """Input-only columns of the history (the sent columns after the targets)."""
         return self.sent[len(self.targets) :]
