@@ -170,18 +170,43 @@ def build_known_bundle(model_dir: Path, known: bool = True) -> Path:
     return store.publish(model_dir, manifest, onnx_bytes)
 
 
-def known_request_body(n: int, known: bool = True) -> bytes:
+def known_request_body(n: int, known: bool = True, dated: bool | None = None) -> bytes:
     """Like ``request_body``, with rows of [value, temperature]; ``known``: also the first value's
-    time and the temperature of the forecast hours (``bench-known``)."""
+    time and the temperature of the forecast hours (``bench-known``); ``dated`` (default: as
+    ``known``): the first value's time (the answer then carries the forecast's timestamps)."""
     rng = np.random.default_rng(3)
     temps = np.round(15 + 5 * rng.normal(size=(n, WINDOW + HORIZON)), 1)
     rows = []
     for i, row in enumerate(series(n, WINDOW).astype(float)):
         one: dict[str, Any] = {"id": f"s{i}", "values": np.stack([row, temps[i, :WINDOW]], axis=1).tolist()}
+        if known if dated is None else dated:
+            one["start"] = START
         if known:
-            one |= {"start": START, "future": {"temp": temps[i, WINDOW:].tolist()}}
+            one["future"] = {"temp": temps[i, WINDOW:].tolist()}
         rows.append(one)
     return json.dumps({"series": rows}).encode()
+
+
+def known_ratios(results: dict[str, list[dict[str, float]]]) -> list[str]:
+    """Table rows: req/s with inputs known in advance over the same network reading the
+    temperature as a past covariate, undated (the whole cost of the feature: the dates, the
+    answer's timestamps, the future values, the calendar) and dated (the future values and the
+    calendar alone); median of the per-round ratios, for the phases that ran."""
+    rows = []
+    for n in (1, BATCH):
+        plain = f"Seqcast forecast, {n} series"
+        known = plain + ", known inputs"
+        for other, what in ((", covariate", "undated"), (", covariate, dated", "dated alike")):
+            if known in results and plain + other in results and results[known]:
+                ratio = statistics.median(
+                    a["rps"] / b["rps"] for a, b in zip(results[known], results[plain + other], strict=True)
+                )
+                rows.append(
+                    f"| {n} series: the temperature known in advance, with hour and weekday (dated, "
+                    f"future values) / as a past covariate, {what} (req/s, median of rounds) | "
+                    f"{ratio:.2f} | >= 0.91 (cost <= 1.1 x) |"
+                )
+    return rows
 
 
 def series(n: int, length: int, seed: int = 0) -> np.ndarray:
@@ -507,6 +532,12 @@ def main() -> None:
         "--attempts", type=int, default=3, help="runs of a contaminated phase before keeping it"
     )
     parser.add_argument(
+        "--only",
+        action="append",
+        help="run only the phases whose name holds this text (repeatable; e.g. --only covariate "
+        "--only known); prints their table and the ratios among them",
+    )
+    parser.add_argument(
         "--wait-quiet", type=float, default=60, help="seconds to wait for an idle machine before each phase"
     )
     args = parser.parse_args()
@@ -537,9 +568,13 @@ def main() -> None:
     bodies["v2-levels"].write_bytes(v2_levels_body)
     header_lengths = {"v2": v2_header, "v2-levels": v2_levels_header}
     for n, size in ((1, "single"), (BATCH, "batch")):
-        for known, kind in ((True, "known"), (False, "covariate")):
+        for known, dated, kind in (
+            (True, True, "known"),
+            (False, False, "covariate"),
+            (False, True, "dated"),
+        ):
             bodies[f"{size}-{kind}"] = work / f"{size}-{kind}.json"
-            bodies[f"{size}-{kind}"].write_bytes(known_request_body(n, known))
+            bodies[f"{size}-{kind}"].write_bytes(known_request_body(n, known, dated))
     lua = work / "post.lua"
     lua.write_text(LUA)
     busy = cpu_busy()
@@ -573,11 +608,13 @@ def main() -> None:
         ("Seqcast forecast, 1 series", seq, forecast, "single"),
         ("Seqcast forecast, 1 series, levels 80 95", seq, forecast, "single-levels"),
         ("Seqcast forecast, 1 series, covariate", seq, covariate_forecast, "single-covariate"),
+        ("Seqcast forecast, 1 series, covariate, dated", seq, covariate_forecast, "single-dated"),
         ("Seqcast forecast, 1 series, known inputs", seq, known_forecast, "single-known"),
         (f"hand-built forecast, {BATCH} series", ref, "/forecast", "batch"),
         (f"Seqcast forecast, {BATCH} series", seq, forecast, "batch"),
         (f"Seqcast forecast, {BATCH} series, levels 80 95", seq, forecast, "batch-levels"),
         (f"Seqcast forecast, {BATCH} series, covariate", seq, covariate_forecast, "batch-covariate"),
+        (f"Seqcast forecast, {BATCH} series, covariate, dated", seq, covariate_forecast, "batch-dated"),
         (f"Seqcast forecast, {BATCH} series, known inputs", seq, known_forecast, "batch-known"),
         (f"Seqcast V2 infer, {BATCH} series, binary tensors", seq, f"/v2/models/{NAME}/infer", "v2"),
         (
@@ -587,6 +624,8 @@ def main() -> None:
             "v2-levels",
         ),
     ]
+    if args.only:  # the floor always runs: it says how fast this machine is right now
+        phases = [p for p in phases if p is phases[0] or any(word in p[0] for word in args.only)]
     results: dict[str, list[dict[str, float]]] = {p[0]: [] for p in phases}
     try:
         ref.wait("/ping")
@@ -631,6 +670,17 @@ def main() -> None:
     finally:
         ref.stop()
         seq.stop()
+    if args.only:
+        print()
+        print("| endpoint | req/s (median of rounds) | p50 ms | p99 ms |")
+        print("|---|---:|---:|---:|")
+        for label, runs in results.items():
+            m = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50_ms", "p99_ms")}
+            print(f"| {label} | {m['rps']:,.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} |")
+        print()
+        for line in known_ratios(results):
+            print(line)
+        return
     for _ in range(args.attempts):
         with Foreign([]) as other:
             bare_batch = ort_batch_series_per_s(onnx_path, args.workers, intra, min(args.duration, 10))
@@ -703,13 +753,8 @@ def main() -> None:
             f"| {n} series: with 80 and 95 % intervals / without (req/s, median of rounds) | "
             f"{paired(plain + ', levels 80 95', plain):.2f} | >= 0.91 (cost <= 1.1 x) |"
         )
-    for n in (1, BATCH):
-        plain = f"Seqcast forecast, {n} series"
-        print(
-            f"| {n} series: the temperature known in advance, with hour and weekday (dated, future "
-            f"values) / as a past covariate (req/s, median of rounds) | "
-            f"{paired(plain + ', known inputs', plain + ', covariate'):.2f} | >= 0.91 (cost <= 1.1 x) |"
-        )
+    for line in known_ratios(results):
+        print(line)
     v2 = f"Seqcast V2 infer, {BATCH} series, binary tensors"
     print(
         f"| {BATCH} series, V2 binary tensors: with 80 and 95 % bounds / without (the computation alone, "
