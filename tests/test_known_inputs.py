@@ -435,3 +435,16 @@ def test_the_newest_share_of_each_series_windows():
     assert kept == [(0, 7), (0, 8), (0, 9), (1, 7)]
     assert got.x[:, 0, 0].tolist() == sorted(got.x[:, 0, 0].tolist())  # in the windows' order
     assert newest(w, 1.0) is w
+
+
+def test_a_known_input_that_does_not_move_on_the_fitting_windows_gets_no_weight():
+    """A holiday flag that is 0 in every recent window leaves a delta of rounding noise: it must
+    get weight 0, not the 1e14 that dividing by its size would give (which broke export parity)."""
+    rng = np.random.default_rng(0)
+    moving = rng.normal(size=(200, 7, 1))
+    noise = rng.normal(scale=1e-17, size=(200, 7, 1))
+    d = np.concatenate([moving, noise], axis=2)
+    error = 0.5 * moving + rng.normal(scale=0.01, size=(200, 7, 1))
+    weight = known.fit(d, error, 0.01)
+    assert weight[1, 0] == 0.0
+    assert weight[0, 0] == pytest.approx(0.5, abs=0.02)  # the one that moves is still read

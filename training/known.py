@@ -29,6 +29,9 @@ PENALTIES = (0.01, 0.1, 1.0, 10.0)  # ridge penalty per forecast step, chosen on
 # with the penalty: an effect that changes over the year (heating in winter, cooling in summer)
 # is better fitted on recent weeks, as AutoARIMA with regressors fits its last four weeks.
 SPANS = (1.0, 0.3, 0.1)
+# The size (root mean square, in training standard deviations) below which a delta carries nothing
+# a float32 graph can use: its weight stays 0.
+SIGNAL_FLOOR = 1e-3
 MAX_WINDOWS = 4096  # training windows the effect is fitted on at most (a random subset of more)
 
 
@@ -87,8 +90,12 @@ def fit(d: np.ndarray, error: np.ndarray, penalty: float) -> np.ndarray:
     # each delta by its own size, so the penalty does not silence a rare one (a holiday's workday
     # flag is 0 a few days a year, and the base forecasts the weekends' zeros itself)
     size = np.sqrt((flat * flat).mean(axis=0))
-    size = np.where(size > 0, size, 1.0)
-    flat = flat / size
+    # A delta that is rounding noise on these windows (a holiday flag that is 0 in all of the newest
+    # ones: the base's forecast of zeros, ~1e-17) gets no weight: divided by its size it would earn
+    # a weight of 1e14, which the float32 graph multiplies by its own, different, rounding noise.
+    usable = size > SIGNAL_FLOOR
+    size = np.where(usable, size, 1.0)
+    flat = np.where(usable, flat / size, 0.0)
     gram = flat.T @ flat + penalty * len(flat) * np.eye(flat.shape[1])
     return np.linalg.solve(gram, flat.T @ error.reshape(-1, error.shape[2])) / size[:, None]
 
