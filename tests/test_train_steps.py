@@ -184,10 +184,29 @@ def test_a_failed_capture_falls_back_to_eager_steps(monkeypatch, caplog) -> None
     def broken(*args: Any, **kwargs: Any):
         raise RuntimeError("operation not permitted when stream is capturing")
 
-    monkeypatch.setattr(torch.cuda, "graph", broken)
+    monkeypatch.setattr(torch.cuda.CUDAGraph, "capture_begin", broken)
     with caplog.at_level("INFO", "seqcast.train"):
         _, fell_back = _fit_on("cuda", True)
-    assert "capture failed" in caplog.text
+    assert "cannot capture" in caplog.text and "not permitted" in caplog.text
+    assert torch.cuda.current_stream() == torch.cuda.default_stream()  # not left on the side stream
     monkeypatch.undo()
     _, eager = _fit_on("cuda", False)
     assert fell_back.best_val == pytest.approx(eager.best_val, rel=1e-3, abs=1e-5)
+
+
+@cuda
+def test_a_step_that_waits_on_the_host_is_found_in_warm_up_and_trains_eagerly(monkeypatch, caplog) -> None:
+    """``.item()`` in the loss cannot be captured: the last warm-up step runs with host syncs an
+    error, so it shows there, and the run goes on eagerly with the same result."""
+    scaled = train_mod._scaled_loss
+
+    def syncing(*args: Any, **kwargs: Any) -> torch.Tensor:
+        loss = scaled(*args, **kwargs)
+        return loss * (1.0 + 0.0 * loss.item())  # the same value, read on the host
+
+    monkeypatch.setattr(train_mod, "_scaled_loss", syncing)
+    with caplog.at_level("INFO", "seqcast.train"):
+        _, synced = _fit_on("cuda", True)
+    assert "cannot capture" in caplog.text and "captured in a CUDA graph" not in caplog.text
+    _, eager = _fit_on("cuda", False)
+    assert synced.best_val == pytest.approx(eager.best_val, rel=1e-3, abs=1e-5)
