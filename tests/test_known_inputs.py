@@ -420,23 +420,6 @@ def test_the_batch_path_for_future_values_accepts_only_what_each_series_would(fu
     np.testing.assert_array_equal(fast, slow)
 
 
-def test_the_newest_share_of_each_series_windows():
-    """The known effect may be fitted on recent windows only (training.known.SPANS): per series,
-    by origin, at least one window each."""
-    from training.recipe import newest
-    from training.windows import Windows
-
-    series = np.array([0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0])
-    origin = np.array([5, 1, 9, 3, 7, 2, 0, 2, 4, 6, 7, 8])
-    w = Windows(np.arange(12.0)[:, None, None], np.zeros((12, 1, 1)), series, origin)
-    got = newest(w, 0.3)
-    # series 0 has 10 windows: its 3 newest (origins 9, 8, 7); series 1 has 2: its newest (7)
-    kept = sorted(zip(got.series.tolist(), got.origin.tolist(), strict=True))
-    assert kept == [(0, 7), (0, 8), (0, 9), (1, 7)]
-    assert got.x[:, 0, 0].tolist() == sorted(got.x[:, 0, 0].tolist())  # in the windows' order
-    assert newest(w, 1.0) is w
-
-
 def test_a_known_input_that_does_not_move_on_the_fitting_windows_gets_no_weight():
     """A holiday flag that is 0 in every recent window leaves a delta of rounding noise: it must
     get weight 0, not the 1e14 that dividing by its size would give (which broke export parity)."""

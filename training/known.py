@@ -25,10 +25,6 @@ from training import bases
 from training.models import Scaler, known_columns
 
 PENALTIES = (0.01, 0.1, 1.0, 10.0)  # ridge penalty per forecast step, chosen on validation
-# The newest share of each series' training windows the effect is fitted on, chosen on validation
-# with the penalty: an effect that changes over the year (heating in winter, cooling in summer)
-# is better fitted on recent weeks, as AutoARIMA with regressors fits its last four weeks.
-SPANS = (1.0, 0.3, 0.1)
 # The size (root mean square, in training standard deviations) below which a delta carries nothing
 # a float32 graph can use: its weight stays 0.
 SIGNAL_FLOOR = 1e-3
@@ -45,11 +41,6 @@ class KnownEffect:
     std: np.ndarray
     weight: np.ndarray
     penalty: float
-    span: float = 1.0  # the newest share of each series' windows it was fitted on (SPANS)
-
-    @property
-    def label(self) -> str:
-        return f"{self.penalty:g}" if self.span == 1.0 else f"{self.penalty:g}, newest {self.span:.0%}"
 
     def part(self, x: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         """Its part of the forecast of raw windows ``x`` on a base ``matrix``, in the data's units."""

@@ -350,18 +350,6 @@ def _rows(windows: Windows, rows: np.ndarray) -> Windows:
     return Windows(windows.x[rows], windows.y[rows], windows.series[rows], windows.origin[rows])
 
 
-def newest(windows: Windows, share: float) -> Windows:
-    """The newest ``share`` of each series' windows (by origin; at least one per series), in order."""
-    if share >= 1.0:
-        return windows
-    keep = np.zeros(len(windows), dtype=bool)
-    for s in np.unique(windows.series):
-        mine = np.flatnonzero(windows.series == s)
-        count = max(1, round(share * len(mine)))
-        keep[mine[np.argsort(windows.origin[mine], kind="stable")[-count:]]] = True
-    return _rows(windows, np.flatnonzero(keep))
-
-
 def _sample(windows: Windows, most: int) -> Windows:
     """At most ``most`` of the windows, a fixed random subset (in order) when there are more."""
     if len(windows) <= most:
@@ -439,7 +427,7 @@ class Combination:
     @property
     def name(self) -> str:
         name = self.parts[0] if len(self.parts) == 1 else "mean(" + ", ".join(self.parts) + ")"
-        return name if self.known is None else f"{name} + known inputs[{self.known.label}]"
+        return name if self.known is None else f"{name} + known inputs[{self.known.penalty:g}]"
 
     @property
     def matrix(self) -> np.ndarray:
@@ -470,30 +458,17 @@ class Combination:
         return np.asarray(out)
 
     def with_known(
-        self,
-        spec: ModelSpec,
-        train: Windows,
-        mean: np.ndarray,
-        std: np.ndarray,
-        penalties: Sequence[float],
-        spans: Sequence[float] = (1.0,),
+        self, spec: ModelSpec, train: Windows, mean: np.ndarray, std: np.ndarray, penalties: Sequence[float]
     ) -> list[Combination]:
-        """This combination and the effect of the known inputs on it, fitted on the newest ``span``
-        of each series' windows of ``train`` (at most ``known.MAX_WINDOWS``) with each ridge
-        penalty (the base's errors and the deltas computed once per span)."""
+        """This combination and the effect of the known inputs on it, fitted on ``train`` with each
+        ridge penalty (the base's errors and the deltas computed once for all of them)."""
         nt = len(spec.targets)
-        found = []
-        for span in spans:
-            recent = _sample(newest(train, span), known.MAX_WINDOWS)
-            error = (recent.y - self.forecast(recent.x, nt)) / known.window_scale(recent.x, nt)
-            d = known.deltas(recent.x, spec, self.matrix, mean, std)
-            found += [
-                Combination(
-                    self.parts, self.matrices, KnownEffect(spec, mean, std, known.fit(d, error, p), p, span)
-                )
-                for p in penalties
-            ]
-        return found
+        error = (train.y - self.forecast(train.x, nt)) / known.window_scale(train.x, nt)
+        d = known.deltas(train.x, spec, self.matrix, mean, std)
+        return [
+            Combination(self.parts, self.matrices, KnownEffect(spec, mean, std, known.fit(d, error, p), p))
+            for p in penalties
+        ]
 
     def refit(self, windows: Windows, length: int, horizon: int, lags: list[int]) -> Combination:
         """The same parts, the ridge ones fitted again on ``windows`` (raw)."""
@@ -509,7 +484,7 @@ class Combination:
             return refitted
         # the known inputs' effect on the refitted base, on the same windows, with the same penalty
         k = self.known
-        return refitted.with_known(k.spec, windows, k.mean, k.std, [k.penalty], [k.span])[0]
+        return refitted.with_known(k.spec, _sample(windows, known.MAX_WINDOWS), k.mean, k.std, [k.penalty])[0]
 
     def install(self, model: Forecaster) -> None:
         """Put the base into a model built with ``base=self.name, log_share=self.log_share``."""
@@ -682,18 +657,13 @@ def _with_known(
     length = windows["val"].x.shape[1]
     # the spec only places the columns (training.known reads it); the model is built later
     spec = spec_for(NetworkSpec(head="none", base="known"), ds, length, horizon)
+    train = _sample(windows["train"], known.MAX_WINDOWS)
     found: list[tuple[Scored, Combination]] = []
-    for candidate in combination.with_known(spec, windows["train"], mean, std, known.PENALTIES, known.SPANS):
+    for candidate in combination.with_known(spec, train, mean, std, known.PENALTIES):
         forecast = candidate.forecast(windows["val"].x, len(ds.targets))
         found.append((Scored(candidate.name, "combination", val.score(candidate.name, forecast)), candidate))
     scored += [s for s, _ in found]
-    # Fitted on all the windows unless a recent span is clearly better: twelve candidates on a few
-    # dozen validation windows, the best by a hair is as likely luck (measured in docs/accuracy.md)
-    whole = [f for f in found if f[1].known is not None and f[1].known.span == 1.0]
-    top, candidate = min(whole, key=lambda f: f[0].score)
-    recent = min((f for f in found if f not in whole), key=lambda f: f[0].score, default=None)
-    if recent is not None and val.clearly_better(recent[0], top, BASELINE_MARGIN):
-        top, candidate = recent
+    top, candidate = min(found, key=lambda f: f[0].score)
     if val.clearly_better(top, best, BASELINE_MARGIN):
         return top, candidate
     return best, combination
