@@ -162,7 +162,6 @@ def prepare(req: ForecastRequest, manifest: Manifest, horizon: int) -> Batch:
     future = None if spec.known is None else known.future_batch([s.future for s in req.series], spec, horizon)
     futures: list[np.ndarray] = []
     days: list[np.ndarray] = []
-    calendars: dict[datetime, np.ndarray] = {}  # a batch's series mostly end at the same time
     seen: dict[str, int] = {}
     for i, series in enumerate(req.series):
         try:
@@ -181,9 +180,7 @@ def prepare(req: ForecastRequest, manifest: Manifest, horizon: int) -> Batch:
                 if reads_calendar and i not in faulty:
                     if last is None or freq is None:
                         raise _Bad(("start",), _UNDATED.format(", ".join(spec.known.calendar)))
-                    if last[0] not in calendars:
-                        calendars[last[0]] = known.calendar_rows(spec, freq, last[0])
-                    days.append(calendars[last[0]])
+                    days.append(known.calendar_rows(spec, freq, last[0]))
             elif series.future is not None:
                 raise _Bad(("future",), "this model reads no future inputs: leave future out")
         except (_Bad, known.BadFuture) as bad:

@@ -201,10 +201,28 @@ class GraphStep(EagerStep):
         self.failed = True
 
 
+def precision_for(device: torch.device, asked: str) -> str:
+    """The precision the steps run in on ``device`` when ``machine.precision`` is ``asked``: bf16
+    on a GPU whose recurrent cells autocast to bfloat16, else float32 with a warning."""
+    if asked != "bf16":
+        return asked
+    if device.type != "cuda":
+        # oneDNN's LSTM refuses bfloat16 on CPUs without bf16 instructions, and gains little on others
+        log.warning("machine.precision bf16 is for GPUs: training on the %s in float32", device.type)
+        return "fp32"
+    dtype = rnn_autocast_dtype(device)
+    if dtype != torch.bfloat16:
+        log.warning(
+            "this torch's cuDNN recurrent cells autocast to %s, not bfloat16: training in float32", dtype
+        )
+        return "fp32"
+    return asked
+
+
 def rnn_autocast_dtype(device: torch.device) -> torch.dtype:
     """The dtype a recurrent cell computes in under bf16 autocast on ``device``: cuDNN's autocast
     wrapper has cast RNNs to float16 whatever the dtype asked, in some PyTorch versions, and
-    float16 without loss scaling can underflow; ``fit`` then trains in float32."""
+    float16 without loss scaling can underflow (``precision_for`` then says float32)."""
     cell = nn.LSTM(1, 1, batch_first=True).to(device)
     with torch.autocast(device.type, dtype=torch.bfloat16):
         return cell(torch.zeros(1, 1, 1, device=device))[0].dtype

@@ -117,10 +117,10 @@ def _scaled_loss(
     return loss_fn(yn, target) + pinball(learned.float(), target, tau)  # bf16 bounds: fp32 loss
 
 
-def quantile_probabilities(levels: list[float], device: torch.device | str = "cpu") -> torch.Tensor:
+def quantile_probabilities(levels: list[float]) -> torch.Tensor:
     """``(2, levels, 1, 1, 1)``: the probability below each bound of each central interval, e.g.
     80 -> 0.1 (lower) and 0.9 (upper)."""
-    return _probabilities(tuple(levels), torch.device(device)).clone()
+    return _probabilities(tuple(levels), torch.device("cpu")).clone()
 
 
 @functools.cache
@@ -221,22 +221,12 @@ def fit(
             step, device_ids=[device] if device.type == "cuda" else None
         )
     window = model.spec.input_window
-    precision = machine.precision
-    if precision == "bf16" and device.type != "cuda":
-        # oneDNN's LSTM refuses bfloat16 on CPUs without bf16 instructions, and gains little on others
-        log.warning("machine.precision bf16 is for GPUs: training on the %s in float32", device.type)
-        precision = "fp32"
-    elif precision == "bf16" and (dtype := steps.rnn_autocast_dtype(device)) != torch.bfloat16:
-        log.warning(
-            "this torch's cuDNN recurrent cells autocast to %s, not bfloat16: training in float32", dtype
-        )
-        precision = "fp32"
     graph = use_graph(device, machine, ranks, window.min_length < window.length)
     params = list(model.parameters())
     opt = steps.adam(params, cfg.lr, cfg.weight_decay, device, graph)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor, patience=cfg.lr_patience)
     stepper = (steps.GraphStep if graph else steps.EagerStep)(
-        step, params, opt, cfg.clip_norm, precision, device
+        step, params, opt, cfg.clip_norm, steps.precision_for(device, machine.precision), device
     )
     best_state = copy.deepcopy(model.state_dict())
     since_best = 0
