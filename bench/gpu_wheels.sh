@@ -13,7 +13,8 @@ grep -qxF '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >>.git/info/ex
 mkdir -p .whl
 PIP=${PIP:-.venv/bin/python -m pip}
 # pinned to what this project's tests run with (pip freeze in .venv), so the GPU runs the same code
-for pkg in pydantic pydantic_core annotated-types typing-inspection holidays; do
+# typing-extensions too: pydantic_core imports its Sentinel (4.14+), newer than some images' copy
+for pkg in pydantic pydantic_core annotated-types typing-inspection typing-extensions holidays; do
   version=$($PIP show "$pkg" 2>/dev/null | sed -n 's/^Version: //p')
   $PIP download -q --no-deps --only-binary=:all: --python-version "$PY" --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \

@@ -199,7 +199,8 @@ class MachineConfig(_Section):
         default="fp32",
         description="the forward pass's precision in training: bf16 autocasts it (weights, optimiser "
         "and gradients stay float32, so the exported model is float32). GPUs only (Ampere and "
-        "newer); on the CPU a warning and float32",
+        "newer) whose torch autocasts recurrent cells to bfloat16 (stock cuDNN gives float16); "
+        "elsewhere a warning and float32",
     )
     cuda_graph: bool = Field(
         default=True,

@@ -73,6 +73,23 @@ def adam(params: list[nn.Parameter], lr: float, weight_decay: float, device: tor
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
+def schedule(sched: torch.optim.lr_scheduler.ReduceLROnPlateau, metric: float) -> float:
+    """Step the plateau schedule on ``metric``; the learning rate it leaves, as a float.
+
+    A capturable Adam's rate is a device tensor that the captured graph reads: the scheduler
+    must change that tensor, not replace it. torch 2.9 and later fill it in place; earlier
+    versions assign a float, which a replayed graph never sees, so the new value is written
+    back into the tensor here."""
+    group = sched.optimizer.param_groups[0]
+    rate = group["lr"]
+    sched.step(metric)
+    if isinstance(rate, torch.Tensor) and group["lr"] is not rate:
+        rate.fill_(float(group["lr"]))
+        for other in sched.optimizer.param_groups:
+            other["lr"] = rate
+    return float(group["lr"])
+
+
 class EagerStep:
     """forward, loss, backward, clipping, Adam: one batch, kernels launched one by one.
 
@@ -152,12 +169,13 @@ class GraphStep(EagerStep):
         self.side.wait_stream(current)
         try:
             with torch.cuda.stream(self.side):
+                before = torch.cuda.get_sync_debug_mode()
                 if last:
                     torch.cuda.set_sync_debug_mode("error")
                 try:
                     loss = self._eager(x, y)
                 finally:
-                    torch.cuda.set_sync_debug_mode("default")
+                    torch.cuda.set_sync_debug_mode(before)  # the user's own, if they set one
         except RuntimeError as err:
             self._give_up(err)
             current.wait_stream(self.side)
@@ -224,5 +242,9 @@ def rnn_autocast_dtype(device: torch.device) -> torch.dtype:
     wrapper has cast RNNs to float16 whatever the dtype asked, in some PyTorch versions, and
     float16 without loss scaling can underflow (``precision_for`` then says float32)."""
     cell = nn.LSTM(1, 1, batch_first=True).to(device)
-    with torch.autocast(device.type, dtype=torch.bfloat16):
-        return cell(torch.zeros(1, 1, 1, device=device))[0].dtype
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            return cell(torch.zeros(1, 1, 1, device=device))[0].dtype
+    except RuntimeError as err:  # a cuDNN without bfloat16 recurrent kernels refuses them
+        log.warning("bf16 recurrent cells fail on this GPU (%s)", err)
+        return torch.float32

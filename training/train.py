@@ -268,8 +268,7 @@ def fit(
             result.steps += 1
         train_loss = float(running) / max(seen, 1)  # this rank's windows (a graph drops a ragged batch)
         val_loss = _validate(model, loss_fn, xv, yv, rank)
-        sched.step(val_loss)
-        lr = float(opt.param_groups[0]["lr"])  # a captured step's Adam holds it as a device tensor
+        lr = steps.schedule(sched, val_loss)
         improved = val_loss < result.best_val - 1e-7
         if improved:
             result.best_val, result.best_epoch, since_best = val_loss, epoch, 0
