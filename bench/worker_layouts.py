@@ -11,7 +11,7 @@ have requests side by side in a worker, same model, same run, interleaved:
 
 - ``sync``: the reference, one request at a time per worker, no batching;
 - ``gthread N, batching``: what Seqcast ships (``SEQCAST_THREADS=N``);
-- ``threaded sync 16, batching``: :class:`ThreadedSyncWorker` below, sync
+- ``threaded sync 16, batching``: :class:`SyncLoopsWorker` below, sync
   loops in 16 threads of one process, one accepting at a time: no poller and
   no hand-over between threads, so what is left is the threads themselves;
 - ``gevent``, ``gevent, batching``: gunicorn's gevent worker (greenlets, one
@@ -43,10 +43,11 @@ from bench.serve_bench import LUA, Server, wrk  # noqa: E402
 from service.workers import _EMPTY, SyncWorker  # noqa: E402
 
 
-class ThreadedSyncWorker(SyncWorker):
+class SyncLoopsWorker(SyncWorker):
     """``threads`` sync loops in one process; a lock lets one thread at a time wait to accept,
     so a new connection wakes one thread, not all of them. Each connection is one request, as
-    with the sync worker."""
+    with the sync worker. (Its name must not end in "SyncWorker": gunicorn swaps such a class
+    for gthread when threads > 1.)"""
 
     def run(self) -> None:
         for listener in self.sockets:
@@ -115,7 +116,7 @@ def layouts(threads: list[int]) -> dict[str, tuple[dict[str, str], str]]:
         out[f"gthread {n}, batching"] = (batching | {"SEQCAST_THREADS": str(n)}, "")
     out["threaded sync 16, batching"] = (
         batching | {"SEQCAST_THREADS": "16"},
-        "-k bench.worker_layouts.ThreadedSyncWorker",
+        "-k bench.worker_layouts.SyncLoopsWorker",
     )
     if importlib.util.find_spec("gevent") is not None:
         gevent = "-k gevent --worker-connections 1000"
@@ -153,9 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     body.write_bytes(v2_body(window))
     base = {"SEQCAST_MODEL_DIR": str(models), "SEQCAST_WORKERS": "2", "SEQCAST_REQUEST_LOG": "false"}
     servers: dict[str, Server] = {}
-    chosen = {
-        k: v for k, v in layouts(args.threads).items() if not args.only or k in args.only or k == "sync"
-    }
+    every = layouts(args.threads)
+    unknown = set(args.only or ()) - set(every)
+    if unknown:
+        ap.error(f"--only: no layout {sorted(unknown)}; there are {sorted(every)}")
+    chosen = {k: v for k, v in every.items() if not args.only or k in args.only or k == "sync"}
     for label, (env, gunicorn_args) in chosen.items():
         os.environ["GUNICORN_CMD_ARGS"] = gunicorn_args  # gunicorn reads it; command line beats the file
         servers[label] = Server("service:create_app()", base | env, work / f"{label}.log")
@@ -163,8 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[tuple[int, str], list[dict[str, float]]] = {}
     started = datetime.now(UTC)
     try:
-        for server in servers.values():
+        for label, server in servers.items():
             server.wait("/readyz")
+            asked = chosen[label][1].split()[1] if chosen[label][1] else ""
+            used = _worker_class(work / f"{label}.log")
+            if asked and asked.rsplit(".", 1)[-1] not in used:  # gunicorn may swap a class
+                raise SystemExit(f"{label}: gunicorn runs {used}, not {asked}")
+            print(f"{label}: {used}", flush=True)
         url = {label: f"{s.base}/v2/models/{args.model}/infer" for label, s in servers.items()}
         for label in servers:  # warm-up, discarded
             wrk(url[label], 2, 8, body, lua, errors_ok=True)
@@ -182,13 +190,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _worker_class(log: Path) -> str:
+    """The worker class gunicorn says it uses ("Using worker: ...") in a server's log."""
+    for line in log.read_text().splitlines():
+        if "Using worker:" in line:
+            return line.split("Using worker:", 1)[1].strip()
+    return "unknown"
+
+
 def report(
     results: dict[tuple[int, str], list[dict[str, float]]], args: argparse.Namespace, started: datetime
 ) -> str:
     lines = [
         f"bench/worker_layouts.py --model {args.model}, {started:%Y-%m-%d %H:%M} UTC, 2 workers, "
         f"{args.rounds} rounds x {args.duration} s, one-series V2 requests (medians of rounds; "
-        "ratio: median of per-round req/s ratios to sync):",
+        "ratio: median of per-round req/s ratios to sync; errors: wrk's socket errors and "
+        "timeouts, summed over rounds):",
         "",
         "| layout | connections | req/s | / sync | p50 ms | p99 ms | errors |",
         "|---|---:|---:|---:|---:|---:|---:|",

@@ -103,6 +103,16 @@ def test_a_new_learning_rate_lands_in_the_tensor_a_graph_reads(monkeypatch, repl
     assert float(rate) == pytest.approx(0.001)
 
 
+def test_the_schedule_of_a_float_learning_rate_is_a_float() -> None:
+    """Eager steps keep Adam's rate a float, and the history records floats (JSON)."""
+    opt = torch.optim.Adam([nn.Parameter(torch.zeros(2))], lr=0.01)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=0)
+    steps.schedule(sched, 1.0)
+    lr = steps.schedule(sched, 2.0)
+    assert type(lr) is float and lr == pytest.approx(0.001)
+    assert type(opt.param_groups[0]["lr"]) is float
+
+
 def test_bf16_on_the_cpu_trains_in_float32_and_says_so(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
     """oneDNN's LSTM refuses bfloat16 on CPUs without bf16 instructions (this machine's): the
     setting is for GPUs, and a config shared with a CPU machine still trains there."""
@@ -192,8 +202,9 @@ def test_a_captured_step_trains_as_the_eager_step_does(network, caplog) -> None:
 
 @cuda
 def test_the_replayed_step_follows_a_new_learning_rate() -> None:
-    """ReduceLROnPlateau fills the capturable Adam's device learning rate in place: the graph,
-    recorded before, must step with the new rate, as an eager step does."""
+    """The plateau schedule, through ``steps.schedule`` as ``fit`` calls it, changes the
+    capturable Adam's device learning rate in place: the graph, recorded before, must step with
+    the new rate, as an eager step does."""
     device = torch.device("cuda")
     train = _tiny(256, 0)
     x, y = torch.from_numpy(train.x).to(device), torch.from_numpy(train.y).to(device)
@@ -209,8 +220,8 @@ def test_the_replayed_step_follows_a_new_learning_rate() -> None:
         step = kind(train_mod._TrainStep(model, LOSSES["mse"]), params, opt, 1.0, "fp32", device)
         for i in range(12):
             if i == 6:  # no improvement on a worse loss: the rate drops to a tenth
-                sched.step(0.0)
-                sched.step(1.0)
+                steps.schedule(sched, 0.0)
+                assert steps.schedule(sched, 1.0) == pytest.approx(0.001)
             step(x[i * 16 : i * 16 + 16], y[i * 16 : i * 16 + 16])
         if graph:
             assert step.captured

@@ -77,17 +77,17 @@ def schedule(sched: torch.optim.lr_scheduler.ReduceLROnPlateau, metric: float) -
     """Step the plateau schedule on ``metric``; the learning rate it leaves, as a float.
 
     A capturable Adam's rate is a device tensor that the captured graph reads: the scheduler
-    must change that tensor, not replace it. torch 2.9 and later fill it in place; earlier
-    versions assign a float, which a replayed graph never sees, so the new value is written
-    back into the tensor here."""
-    group = sched.optimizer.param_groups[0]
-    rate = group["lr"]
+    must change that tensor, not replace it. Recent torch fills it in place; older versions
+    (2.8 and before at least) assign a float, which a replayed graph never sees, so the new
+    value is written back into each group's own tensor here."""
+    groups = sched.optimizer.param_groups
+    rates = [group["lr"] for group in groups]
     sched.step(metric)
-    if isinstance(rate, torch.Tensor) and group["lr"] is not rate:
-        rate.fill_(float(group["lr"]))
-        for other in sched.optimizer.param_groups:
-            other["lr"] = rate
-    return float(group["lr"])
+    for group, rate in zip(groups, rates, strict=True):
+        if isinstance(rate, torch.Tensor) and group["lr"] is not rate:
+            rate.fill_(float(group["lr"]))
+            group["lr"] = rate
+    return float(groups[0]["lr"])
 
 
 class EagerStep:
@@ -231,7 +231,9 @@ def precision_for(device: torch.device, asked: str) -> str:
     dtype = rnn_autocast_dtype(device)
     if dtype != torch.bfloat16:
         log.warning(
-            "this torch's cuDNN recurrent cells autocast to %s, not bfloat16: training in float32", dtype
+            "this torch's cuDNN recurrent cells give %s under bf16 autocast, not bfloat16: "
+            "training in float32",
+            "an error" if dtype == torch.float32 else dtype,
         )
         return "fp32"
     return asked
@@ -246,5 +248,5 @@ def rnn_autocast_dtype(device: torch.device) -> torch.dtype:
         with torch.autocast(device.type, dtype=torch.bfloat16):
             return cell(torch.zeros(1, 1, 1, device=device))[0].dtype
     except RuntimeError as err:  # a cuDNN without bfloat16 recurrent kernels refuses them
-        log.warning("bf16 recurrent cells fail on this GPU (%s)", err)
+        log.debug("a recurrent cell under bf16 autocast fails here: %s", err)
         return torch.float32
