@@ -20,7 +20,8 @@ LSTM 2 x 256 with a week of half-hours as its window (336) and two days ahead
   (MLServer 1.6 fails to start its workers with uvloop 0.21 and later).
 
 Every server gets the same V2 JSON body (``POST /v2/models/<name>/infer``, the
-input ``x`` as data); Seqcast's ``/v1`` body is measured beside it.
+input ``x`` as data, the output ``y`` asked by name); Seqcast's ``/v1`` body is
+measured beside it.
 """
 
 from __future__ import annotations
@@ -117,9 +118,14 @@ class MLServer(Process):
 
 
 def v2_body(window: int) -> bytes:
+    """One series; the forecast ``y`` asked by name, as MLServer's runtime answers: with no output
+    named the protocol returns every output the model lists, Seqcast's bounds too (4 more)."""
     x = series(1, window)[..., None]
     return json.dumps(
-        {"inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]}
+        {
+            "inputs": [{"name": "x", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
+            "outputs": [{"name": "y"}],
+        }
     ).encode()
 
 
