@@ -233,20 +233,21 @@ def precision_for(device: torch.device, asked: str) -> str:
         log.warning(
             "this torch's cuDNN recurrent cells give %s under bf16 autocast, not bfloat16: "
             "training in float32",
-            "an error" if dtype == torch.float32 else dtype,
+            "an error" if dtype is None else dtype,
         )
         return "fp32"
     return asked
 
 
-def rnn_autocast_dtype(device: torch.device) -> torch.dtype:
+def rnn_autocast_dtype(device: torch.device) -> torch.dtype | None:
     """The dtype a recurrent cell computes in under bf16 autocast on ``device``: cuDNN's autocast
     wrapper has cast RNNs to float16 whatever the dtype asked, in some PyTorch versions, and
-    float16 without loss scaling can underflow (``precision_for`` then says float32)."""
+    float16 without loss scaling can underflow (``precision_for`` then says float32). None:
+    the cell fails under bf16 autocast."""
     cell = nn.LSTM(1, 1, batch_first=True).to(device)
     try:
         with torch.autocast(device.type, dtype=torch.bfloat16):
             return cell(torch.zeros(1, 1, 1, device=device))[0].dtype
     except RuntimeError as err:  # a cuDNN without bfloat16 recurrent kernels refuses them
         log.debug("a recurrent cell under bf16 autocast fails here: %s", err)
-        return torch.float32
+        return None
