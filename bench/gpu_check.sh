@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU check of the training code in one run of at most 8 minutes (about 4 expected) (issue 16, item 2), for a
-# session lent a GPU machine. Run from the repository root there:
+# Every GPU check of the training code in one run (issue 16, item 2), about 4 minutes and at most
+# 8, for a session lent a GPU machine. Run from the repository root there:
 #
 #     bench/gpu_wheels.sh          # here first, once: the wheels a bare GPU image lacks, into .whl/
 #     bench/gpu_check.sh           # there (the device tool: carry [".whl"]); PYTHON=python3 by default

@@ -104,7 +104,8 @@ def fair_gevent_worker() -> type:
     return FairGeventWorker
 
 
-if importlib.util.find_spec("gevent") is not None:
+GEVENT = importlib.util.find_spec("gevent") is not None
+if GEVENT:
     FairGeventWorker = fair_gevent_worker()
 
 
@@ -118,19 +119,15 @@ def layouts(threads: list[int]) -> dict[str, tuple[dict[str, str], str]]:
         batching | {"SEQCAST_THREADS": "16"},
         "-k bench.worker_layouts.SyncLoopsWorker",
     )
-    if importlib.util.find_spec("gevent") is not None:
-        gevent = "-k gevent --worker-connections 1000"
-        out["gevent"] = ({"SEQCAST_THREADS": "16"}, gevent)  # threads: only so batching validates
-        out["gevent, batching"] = (
-            batching | {"SEQCAST_THREADS": "16", "SEQCAST_BATCH_MAX_DELAY_MS": "0.2"},
-            gevent,
-        )
-        fair = "-k bench.worker_layouts.FairGeventWorker --worker-connections 1000"
-        out["gevent, yielding"] = ({"SEQCAST_THREADS": "16"}, fair)
-        out["gevent, yielding, batching"] = (
-            batching | {"SEQCAST_THREADS": "16", "SEQCAST_BATCH_MAX_DELAY_MS": "0.2"},
-            fair,
-        )
+    if GEVENT:
+        threads = {"SEQCAST_THREADS": "16"}  # only so that batching validates: greenlets, not threads
+        for label, worker in (
+            ("gevent", "gevent"),
+            ("gevent, yielding", "bench.worker_layouts.FairGeventWorker"),
+        ):
+            args = f"-k {worker} --worker-connections 1000"
+            out[label] = (threads, args)
+            out[f"{label}, batching"] = (batching | threads | {"SEQCAST_BATCH_MAX_DELAY_MS": "0.2"}, args)
     return out
 
 

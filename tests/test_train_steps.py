@@ -82,7 +82,7 @@ def _autocast_spy(monkeypatch: pytest.MonkeyPatch, device_type: str) -> list[boo
     return seen
 
 
-@pytest.mark.parametrize("replaces", [False, True], ids=["torch fills in place", "torch before 2.9 assigns"])
+@pytest.mark.parametrize("replaces", [False, True], ids=["torch fills in place", "older torch assigns"])
 def test_a_new_learning_rate_lands_in_the_tensor_a_graph_reads(monkeypatch, replaces: bool) -> None:
     """A replayed graph reads the capturable Adam's rate tensor: the plateau schedule must leave
     that same tensor, holding the new rate, whichever way this torch's scheduler writes it."""
@@ -90,7 +90,7 @@ def test_a_new_learning_rate_lands_in_the_tensor_a_graph_reads(monkeypatch, repl
     rate = torch.tensor(0.01)
     opt = torch.optim.Adam([p], lr=rate, foreach=False)  # a tensor rate, as steps.adam gives a graph
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=0)
-    if replaces:  # what torch <= 2.8's _reduce_lr did: a float in place of the tensor
+    if replaces:  # what older torch's _reduce_lr did (2.8 at least): a float in place of the tensor
 
         def reduce(epoch) -> None:
             for group in opt.param_groups:
@@ -116,12 +116,17 @@ def test_the_schedule_of_a_float_learning_rate_is_a_float() -> None:
 def test_bf16_on_the_cpu_trains_in_float32_and_says_so(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
     """oneDNN's LSTM refuses bfloat16 on CPUs without bf16 instructions (this machine's): the
     setting is for GPUs, and a config shared with a CPU machine still trains there."""
-    seen = _autocast_spy(monkeypatch, "cpu")
+    _assert_bf16_trains_in_float32(monkeypatch, caplog, "cpu", "bf16 is for GPUs")
+
+
+def _assert_bf16_trains_in_float32(monkeypatch, caplog, device: str, warning: str) -> None:
+    """bf16 asked where it cannot run: ``warning`` logged, no step autocast, float32 weights."""
+    seen = _autocast_spy(monkeypatch, device)
     network, options = {"cell": "lstm", "hidden": 8}, {"epochs": 2, "batch_size": 16}
-    machine = MachineConfig(device="cpu", progress=False, precision="bf16")
+    machine = MachineConfig(device=device, progress=False, precision="bf16")
     with caplog.at_level("WARNING", "seqcast.train"):
         model, _ = _fit(_tiny(64, 0), _tiny(16, 1), network, options, machine)
-    assert "bf16 is for GPUs" in caplog.text
+    assert warning in caplog.text
     assert seen and not any(seen)
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
@@ -130,21 +135,8 @@ def test_bf16_on_the_cpu_trains_in_float32_and_says_so(monkeypatch: pytest.Monke
 def test_bf16_autocasts_the_training_steps_only_and_keeps_float32_weights(monkeypatch, caplog) -> None:
     """Where this torch's cuDNN recurrent cells autocast to float16 (its AutocastRNN wrapper has
     cast to half whatever dtype was asked), bf16 must fall back to float32 and say so."""
-    cuda_device = torch.device("cuda")
-    if steps.rnn_autocast_dtype(cuda_device) != torch.bfloat16:
-        seen = _autocast_spy(monkeypatch, "cuda")
-        machine = MachineConfig(device="cuda", progress=False, precision="bf16")
-        with caplog.at_level("WARNING", "seqcast.train"):
-            model, _ = _fit(
-                _tiny(64, 0),
-                _tiny(16, 1),
-                {"cell": "lstm", "hidden": 8},
-                {"epochs": 2, "batch_size": 16},
-                machine,
-            )
-        assert "not bfloat16: training in float32" in caplog.text
-        assert seen and not any(seen)
-        assert all(p.dtype == torch.float32 for p in model.parameters())
+    if steps.rnn_autocast_dtype(torch.device("cuda")) != torch.bfloat16:
+        _assert_bf16_trains_in_float32(monkeypatch, caplog, "cuda", "not bfloat16: training in float32")
         return
     seen = _autocast_spy(monkeypatch, "cuda")
     network, options = {"cell": "lstm", "hidden": 16}, {"epochs": 5, "batch_size": 32, "lr": 0.01}
